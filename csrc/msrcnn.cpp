@@ -1,0 +1,51 @@
+// The extension module msrcnn_fast._C: owns the op namespaces and reports what was built.
+// Ops register themselves from csrc/ops/<op>/ (schemas) and their cpu/ and cuda/ folders.
+
+#include <torch/extension.h>
+
+#include <string>
+
+#include "common/cpu_capability.h"
+
+#ifdef MSRCNN_WITH_CUDA
+#include "common/cuda/build_info_cuda.h"
+#endif
+
+TORCH_LIBRARY(msrcnn, m) {}
+TORCH_LIBRARY(msrcnn_testing, m) {}
+
+namespace {
+
+py::dict build_info() {
+  py::dict info;
+  py::list backends;
+  backends.append("cpu");
+#ifdef MSRCNN_WITH_CUDA
+  backends.append("cuda");
+  info["cuda_version"] = msrcnn::cuda_build_version();
+  info["cuda_archs"] = msrcnn::cuda_build_archs();
+#else
+  info["cuda_version"] = py::none();
+  info["cuda_archs"] = py::list();
+#endif
+  info["backends"] = backends;
+  py::list capabilities;
+  capabilities.append("default");
+  capabilities.append("avx2");
+  info["cpu_capabilities"] = capabilities;
+  info["torch_version"] = std::string(TORCH_VERSION);
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "msrcnn_fast C++/CUDA kernels (ops registered under torch.ops.msrcnn)";
+  m.def("build_info", &build_info, "Backends, CUDA version and archs, CPU capabilities compiled in.");
+  m.def("cpu_capability", [] { return std::string(msrcnn::cpu_capability_name(msrcnn::cpu_capability())); },
+        "The CPU capability the kernels use now ('default' or 'avx2').");
+  m.def("max_cpu_capability", [] { return std::string(msrcnn::cpu_capability_name(msrcnn::max_cpu_capability())); },
+        "The best CPU capability this CPU supports.");
+  m.def("set_cpu_capability", &msrcnn::set_cpu_capability, py::arg("name"),
+        "Selects the CPU kernels' capability: 'default' or 'avx2' (if the CPU has it).");
+}

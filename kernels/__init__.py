@@ -1,0 +1,1 @@
+"""Triton kernels (installed as ``msrcnn_fast.kernels``): the MaskIoU head's convolutions."""

@@ -1,0 +1,32 @@
+"""msrcnn_fast: Mask Scoring R-CNN on hand-written C++/CUDA and Triton kernels.
+
+The ops (``msrcnn_fast.ops``) are registered with PyTorch as ``torch.ops.msrcnn.*``, with
+CPU and CUDA kernels, fake kernels for torch.compile/export, and autograd.
+"""
+
+import torch  # noqa: F401  (loads libtorch before the extension that links against it)
+
+try:
+    from msrcnn_fast import _C
+except ImportError as error:  # pragma: no cover - exercised by hand, see README
+    raise ImportError(
+        "msrcnn_fast's compiled extension (msrcnn_fast._C) is missing or does not load "
+        f"({error}). Build it from the repository root with `make build` "
+        "(or `pip install --no-build-isolation -e .` inside the project's environment)."
+    ) from error
+
+from msrcnn_fast import ops  # noqa: E402  (registers fake kernels and autograd)
+
+__all__ = ["build_info", "ops"]
+
+
+def build_info() -> dict:
+    """What the extension was compiled with.
+
+    Returns a dict with ``backends`` (``["cpu"]`` or ``["cpu", "cuda"]``), ``cuda_version``
+    (``"13.0"`` or None), ``cuda_archs`` (``["sm_80", "sm_90"]``), ``cpu_capabilities``
+    (the CPU kernel builds), ``cpu_capability`` (the one in use) and ``torch_version``.
+    """
+    info = dict(_C.build_info())
+    info["cpu_capability"] = _C.cpu_capability()
+    return info

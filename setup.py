@@ -1,0 +1,137 @@
+"""Build of msrcnn_fast's C++/CUDA extension (msrcnn_fast._C).
+
+CPU kernels are always built. CUDA kernels (csrc/**/cuda/*.cu) are added when a GPU is
+visible or FORCE_CUDA=1; without a GPU, TORCH_CUDA_ARCH_LIST defaults to "8.0;9.0".
+
+Hot CPU kernels (csrc/**/cpu/*_kernel.cpp) are compiled once per CPU capability, like
+ATen's CPU_CAPABILITY builds: the plain build (namespace DEFAULT, baseline x86-64) and an
+AVX2+FMA build (namespace AVX2); the extension picks one at run time from the CPU's
+features. Nothing is compiled for the build machine's -march.
+"""
+
+import glob
+import os
+import shutil
+import sys
+
+import torch
+from setuptools import find_packages, setup
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join(ROOT, "csrc")
+
+# Extra builds of the *_kernel.cpp files: name -> compiler flags. The plain build is DEFAULT.
+CPU_CAPABILITIES = {
+    "AVX2": ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY_AVX2"],
+}
+
+
+def _relative(paths):
+    return sorted(os.path.relpath(p, ROOT) for p in paths)
+
+
+def _find_cuda_home():
+    """CUDA_HOME, else the toolkit that holds the nvcc on PATH, else /usr/local/cuda."""
+    if os.environ.get("CUDA_HOME"):
+        return os.environ["CUDA_HOME"]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        return os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+    return "/usr/local/cuda"
+
+
+def _nvidia_wheel_include_dirs():
+    """Headers the CUDA toolkit may lack (cusparse.h, ...) that torch's CUDA headers include.
+
+    The nvidia-* wheels torch depends on install them under site-packages/nvidia/cu13/include.
+    """
+    found = []
+    for entry in sys.path:
+        for sub in ("cu13", "cu12"):
+            path = os.path.join(entry, "nvidia", sub, "include")
+            if os.path.isdir(path) and path not in found:
+                found.append(path)
+    return found
+
+
+def _want_cuda():
+    if os.environ.get("FORCE_CUDA", "0") == "1":
+        return True
+    return torch.cuda.is_available()
+
+
+class BuildExtensionPerCapability(BuildExtension):
+    """BuildExtension that also compiles *_kernel.cpp once per extra CPU capability.
+
+    The extra objects are linked after the plain ones, so where a header's inline function
+    is emitted in both, the linker keeps the plain (baseline) copy.
+    """
+
+    def finalize_options(self):
+        super().finalize_options()
+        # pip builds in a throw-away folder; keep objects in the repository instead, so that a
+        # rebuild (make, pip install -e .) recompiles only what changed.
+        if not os.path.abspath(self.build_temp).startswith(ROOT + os.sep):
+            self.build_temp = os.path.join(ROOT, "build", "temp-cuda" if _want_cuda() else "temp-cpu")
+
+    def build_extension(self, ext):
+        kernel_sources = getattr(ext, "capability_sources", [])
+        if kernel_sources:
+            cxx_flags = [f for f in ext.extra_compile_args["cxx"] if not f.startswith("-DCPU_CAPABILITY")]
+            objects = []
+            for name, flags in CPU_CAPABILITIES.items():
+                objects += self.compiler.compile(
+                    kernel_sources,
+                    output_dir=os.path.join(self.build_temp, f"capability_{name}"),
+                    macros=ext.define_macros,
+                    include_dirs=ext.include_dirs,
+                    extra_postargs={"cxx": cxx_flags + [f"-DCPU_CAPABILITY={name}"] + flags, "nvcc": []},
+                    depends=ext.depends,
+                )
+            ext.extra_objects = list(ext.extra_objects or []) + objects
+        super().build_extension(ext)
+
+
+def make_extension():
+    with_cuda = _want_cuda()
+    cpp_sources = _relative(glob.glob(os.path.join(CSRC, "**", "*.cpp"), recursive=True))
+    capability_sources = [s for s in cpp_sources if s.endswith("_kernel.cpp")]
+    cxx_flags = ["-O3", "-g0", "-fopenmp", "-DCPU_CAPABILITY=DEFAULT", "-Wall", "-Wno-unknown-pragmas"]
+    defines = []
+    include_dirs = [CSRC]
+    kwargs = {}
+    if with_cuda:
+        os.environ.setdefault("CUDA_HOME", _find_cuda_home())
+        if not torch.cuda.is_available():
+            os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+        include_dirs += _nvidia_wheel_include_dirs()
+        sources = cpp_sources + _relative(glob.glob(os.path.join(CSRC, "**", "*.cu"), recursive=True))
+        defines.append(("MSRCNN_WITH_CUDA", None))
+        nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
+        extension_cls = CUDAExtension
+        kwargs["extra_compile_args"] = {"cxx": cxx_flags, "nvcc": nvcc_flags}
+    else:
+        sources = cpp_sources
+        extension_cls = CppExtension
+        kwargs["extra_compile_args"] = {"cxx": cxx_flags}
+    ext = extension_cls(
+        name="msrcnn_fast._C",
+        sources=sources,
+        include_dirs=include_dirs,
+        define_macros=defines,
+        extra_link_args=["-fopenmp"],
+        depends=_relative(glob.glob(os.path.join(CSRC, "**", "*.h"), recursive=True))
+        + _relative(glob.glob(os.path.join(CSRC, "**", "*.cuh"), recursive=True)),
+        **kwargs,
+    )
+    ext.capability_sources = capability_sources
+    return ext
+
+
+setup(
+    packages=find_packages(include=["msrcnn_fast", "msrcnn_fast.*"]) + ["msrcnn_fast.kernels"],
+    package_dir={"msrcnn_fast.kernels": "kernels"},
+    ext_modules=[make_extension()],
+    cmdclass={"build_ext": BuildExtensionPerCapability.with_options(use_ninja=True)},
+)

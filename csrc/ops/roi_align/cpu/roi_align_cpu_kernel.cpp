@@ -1,0 +1,414 @@
+// RoIAlign CPU kernels over roi_align_math.h. Compiled once per CPU capability: CPU_CAPABILITY
+// is DEFAULT or AVX2 (see setup.py), and at::vec::Vectorized follows it.
+//
+// Forward: parallel over RoIs; each RoI's bilinear taps are computed once and reused across
+// channels. NCHW features: a scalar loop per channel plane. NHWC features: every tap is a
+// contiguous run of C values, so the loop over channels is vectorised.
+// Backward: parallel over (level, image, channel range) units, each owning its slice of the
+// gradient, so there are no races and no atomics and the result does not depend on the
+// thread count.
+
+#include "ops/roi_align/cpu/roi_align_cpu_kernel.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+namespace msrcnn::roi_align::CPU_CAPABILITY {
+namespace {
+
+using at::vec::Vectorized;
+
+// Channels per backward work unit are a multiple of this (whole vectors).
+constexpr int64_t kChannelQuantum = 16;
+
+// Loads Vectorized<T>::size() consecutive values of type scalar_t as T.
+template <typename scalar_t, typename T>
+inline Vectorized<T> load_as(const scalar_t* data) {
+  if constexpr (std::is_same_v<scalar_t, T>) {
+    return Vectorized<T>::loadu(data);
+  } else {
+    Vectorized<float> out;
+    at::vec::load_to_float(data, out);
+    return out;
+  }
+}
+
+// The bilinear taps of every bin of one RoI on its level, computed once per RoI.
+template <typename T>
+struct RoITaps {
+  std::vector<Tap<T>> taps;
+  std::vector<int64_t> bin_begin;  // taps of bin b: [bin_begin[b], bin_begin[b + 1])
+  int count = 0;                   // samples per bin (grid_h * grid_w)
+
+  void build(const T* roi, int level, const LevelTable<T>& lv, const PoolParams& pool) {
+    const RoIBins<T> bins = roi_bins(roi, lv.scale[level], pool);
+    count = bins.grid_h * bins.grid_w;
+    bin_begin.resize(pool.pooled_height * pool.pooled_width + 1);
+    taps.clear();
+    int64_t bin = 0;
+    for (int64_t ph = 0; ph < pool.pooled_height; ++ph) {
+      for (int64_t pw = 0; pw < pool.pooled_width; ++pw, ++bin) {
+        bin_begin[bin] = static_cast<int64_t>(taps.size());
+        for (int iy = 0; iy < bins.grid_h; ++iy) {
+          const T y = sample_coord(bins.start_h, ph, bins.bin_h, iy, bins.grid_h);
+          for (int ix = 0; ix < bins.grid_w; ++ix) {
+            const T x = sample_coord(bins.start_w, pw, bins.bin_w, ix, bins.grid_w);
+            Tap<T> tap;
+            if (bilinear_tap(y, x, lv.height[level], lv.width[level], lv.stride_h[level], lv.stride_w[level], tap)) {
+              taps.push_back(tap);
+            }
+          }
+        }
+      }
+    }
+    bin_begin[bin] = static_cast<int64_t>(taps.size());
+  }
+};
+
+// One RoI, NCHW features: out_k[c, bin] for every channel.
+template <typename scalar_t, typename T>
+void forward_roi_nchw(const RoITaps<T>& rt, const scalar_t* base, const LevelTable<T>& lv, int level,
+                      int64_t num_bins, scalar_t* out_k) {
+  const T divisor = static_cast<T>(std::max(rt.count, 1));
+  for (int64_t c = 0; c < lv.channels; ++c) {
+    const scalar_t* plane = base + c * lv.stride_c[level];
+    scalar_t* out_c = out_k + c * num_bins;
+    for (int64_t b = 0; b < num_bins; ++b) {
+      T sum = 0;
+      for (int64_t t = rt.bin_begin[b]; t < rt.bin_begin[b + 1]; ++t) {
+        const Tap<T>& tap = rt.taps[t];
+        sum += tap.weight[0] * static_cast<T>(plane[tap.offset[0]]) +
+            tap.weight[1] * static_cast<T>(plane[tap.offset[1]]) +
+            tap.weight[2] * static_cast<T>(plane[tap.offset[2]]) +
+            tap.weight[3] * static_cast<T>(plane[tap.offset[3]]);
+      }
+      out_c[b] = static_cast<scalar_t>(sum / divisor);
+    }
+  }
+}
+
+// Accumulates the taps [first, last) of one bin for the channel vectors starting at `c`.
+template <int kVectors, typename scalar_t, typename T>
+inline void accumulate_taps(const Tap<T>* first, const Tap<T>* last, const scalar_t* base, int64_t c,
+                            Vectorized<T>* acc) {
+  constexpr int64_t V = Vectorized<T>::size();
+  for (int i = 0; i < kVectors; ++i) {
+    acc[i] = Vectorized<T>(static_cast<T>(0));
+  }
+  for (const Tap<T>* tap = first; tap != last; ++tap) {
+    for (int corner = 0; corner < 4; ++corner) {
+      const Vectorized<T> w(tap->weight[corner]);
+      const scalar_t* src = base + tap->offset[corner] + c;
+      for (int i = 0; i < kVectors; ++i) {
+        acc[i] = at::vec::fmadd(w, load_as<scalar_t, T>(src + i * V), acc[i]);
+      }
+    }
+  }
+}
+
+// One RoI, NHWC features: vectorised over channels; the result is stored NCHW.
+template <typename scalar_t, typename T>
+void forward_roi_nhwc(const RoITaps<T>& rt, const scalar_t* base, const LevelTable<T>& lv, int64_t num_bins,
+                      scalar_t* out_k) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size();
+  constexpr int kBlock = 4;
+  const int64_t C = lv.channels;
+  const T divisor = static_cast<T>(std::max(rt.count, 1));
+  const Vec vdivisor(divisor);
+  alignas(64) T lanes[kBlock * V];
+  for (int64_t b = 0; b < num_bins; ++b) {
+    const Tap<T>* first = rt.taps.data() + rt.bin_begin[b];
+    const Tap<T>* last = rt.taps.data() + rt.bin_begin[b + 1];
+    int64_t c = 0;
+    Vec acc[kBlock];
+    for (; c + kBlock * V <= C; c += kBlock * V) {
+      accumulate_taps<kBlock>(first, last, base, c, acc);
+      for (int i = 0; i < kBlock; ++i) {
+        (acc[i] / vdivisor).store(lanes + i * V);
+      }
+      for (int64_t j = 0; j < kBlock * V; ++j) {
+        out_k[(c + j) * num_bins + b] = static_cast<scalar_t>(lanes[j]);
+      }
+    }
+    for (; c + V <= C; c += V) {
+      accumulate_taps<1>(first, last, base, c, acc);
+      (acc[0] / vdivisor).store(lanes);
+      for (int64_t j = 0; j < V; ++j) {
+        out_k[(c + j) * num_bins + b] = static_cast<scalar_t>(lanes[j]);
+      }
+    }
+    for (; c < C; ++c) {
+      T sum = 0;
+      for (const Tap<T>* tap = first; tap != last; ++tap) {
+        for (int corner = 0; corner < 4; ++corner) {
+          sum += tap->weight[corner] * static_cast<T>(base[tap->offset[corner] + c]);
+        }
+      }
+      out_k[c * num_bins + b] = static_cast<scalar_t>(sum / divisor);
+    }
+  }
+}
+
+// A level is read (or written) by the NHWC loops when its channels are contiguous.
+template <typename T>
+bool is_nhwc(const LevelTable<T>& lv, int level) {
+  return lv.stride_c[level] == 1 && lv.channels > 1;
+}
+
+template <typename scalar_t, typename T>
+void forward_impl(const ForwardArgs<scalar_t, T>& args, int64_t num_rois, scalar_t* output) {
+  const LevelTable<T>& lv = args.levels;
+  const int64_t num_bins = args.pool.pooled_height * args.pool.pooled_width;
+  const int64_t roi_size = lv.channels * num_bins;
+  at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
+    RoITaps<T> rt;
+    for (int64_t k = begin; k < end; ++k) {
+      const T* roi = args.rois + k * 5;
+      scalar_t* out_k = output + k * roi_size;
+      const int level = level_of_box(roi + 1, lv);
+      const int64_t batch = batch_of_roi(roi, lv.batch);
+      if (level < 0 || batch < 0) {
+        std::fill(out_k, out_k + roi_size, static_cast<scalar_t>(0));
+        continue;
+      }
+      rt.build(roi, level, lv, args.pool);
+      const scalar_t* base = args.features[level] + batch * lv.stride_n[level];
+      if (is_nhwc(lv, level)) {
+        forward_roi_nhwc(rt, base, lv, num_bins, out_k);
+      } else {
+        forward_roi_nchw(rt, base, lv, level, num_bins, out_k);
+      }
+    }
+  });
+}
+
+// RoI indices grouped by (level, image), each group in input order.
+struct RoIGroups {
+  std::vector<int64_t> begin;  // group g: order[begin[g] .. begin[g + 1])
+  std::vector<int64_t> order;
+};
+
+template <typename T>
+RoIGroups group_rois(const T* rois, int64_t num_rois, const LevelTable<T>& lv) {
+  const int64_t num_groups = lv.count * lv.batch;
+  std::vector<int64_t> group(num_rois);
+  RoIGroups groups;
+  groups.begin.assign(num_groups + 1, 0);
+  for (int64_t k = 0; k < num_rois; ++k) {
+    const int level = level_of_box(rois + k * 5 + 1, lv);
+    const int64_t batch = batch_of_roi(rois + k * 5, lv.batch);
+    group[k] = (level < 0 || batch < 0) ? -1 : level * lv.batch + batch;
+    if (group[k] >= 0) {
+      ++groups.begin[group[k] + 1];
+    }
+  }
+  for (int64_t g = 0; g < num_groups; ++g) {
+    groups.begin[g + 1] += groups.begin[g];
+  }
+  groups.order.resize(groups.begin[num_groups]);
+  std::vector<int64_t> fill(groups.begin.begin(), groups.begin.end() - 1);
+  for (int64_t k = 0; k < num_rois; ++k) {
+    if (group[k] >= 0) {
+      groups.order[fill[group[k]]++] = k;
+    }
+  }
+  return groups;
+}
+
+// One RoI's gradient into channels [c_begin, c_end) of one image of one NCHW level.
+template <typename grad_t, typename T>
+void backward_roi_nchw(const RoITaps<T>& rt, const grad_t* grad_k, const int64_t* gs, T* base,
+                       const LevelTable<T>& lv, int level, const PoolParams& pool, int64_t c_begin, int64_t c_end) {
+  const T count = static_cast<T>(rt.count);
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    T* plane = base + c * lv.stride_c[level];
+    int64_t b = 0;
+    for (int64_t ph = 0; ph < pool.pooled_height; ++ph) {
+      for (int64_t pw = 0; pw < pool.pooled_width; ++pw, ++b) {
+        const T g = static_cast<T>(grad_k[c * gs[1] + ph * gs[2] + pw * gs[3]]) / count;
+        for (int64_t t = rt.bin_begin[b]; t < rt.bin_begin[b + 1]; ++t) {
+          const Tap<T>& tap = rt.taps[t];
+          for (int corner = 0; corner < 4; ++corner) {
+            plane[tap.offset[corner]] += g * tap.weight[corner];
+          }
+        }
+      }
+    }
+  }
+}
+
+// Same for an NHWC level: the channel range is contiguous at every tap, so it is vectorised.
+template <typename grad_t, typename T>
+void backward_roi_nhwc(const RoITaps<T>& rt, const grad_t* grad_k, const int64_t* gs, T* base,
+                       const PoolParams& pool, int64_t c_begin, int64_t c_end, T* g_lanes) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size();
+  const T count = static_cast<T>(rt.count);
+  const int64_t width = c_end - c_begin;
+  int64_t b = 0;
+  for (int64_t ph = 0; ph < pool.pooled_height; ++ph) {
+    for (int64_t pw = 0; pw < pool.pooled_width; ++pw, ++b) {
+      for (int64_t j = 0; j < width; ++j) {
+        g_lanes[j] = static_cast<T>(grad_k[(c_begin + j) * gs[1] + ph * gs[2] + pw * gs[3]]) / count;
+      }
+      for (int64_t t = rt.bin_begin[b]; t < rt.bin_begin[b + 1]; ++t) {
+        const Tap<T>& tap = rt.taps[t];
+        for (int corner = 0; corner < 4; ++corner) {
+          T* dst = base + tap.offset[corner] + c_begin;
+          const T w = tap.weight[corner];
+          const Vec vw(w);
+          int64_t j = 0;
+          for (; j + V <= width; j += V) {
+            at::vec::fmadd(vw, Vec::loadu(g_lanes + j), Vec::loadu(dst + j)).store(dst + j);
+          }
+          for (; j < width; ++j) {
+            dst[j] += g_lanes[j] * w;
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename grad_t, typename T>
+void backward_impl(const BackwardArgs<grad_t, T>& args, int64_t num_rois) {
+  const LevelTable<T>& lv = args.levels;
+  const RoIGroups groups = group_rois(args.rois, num_rois, lv);
+  const int64_t num_groups = static_cast<int64_t>(groups.begin.size()) - 1;
+  std::vector<int64_t> busy;
+  for (int64_t g = 0; g < num_groups; ++g) {
+    if (groups.begin[g + 1] > groups.begin[g]) {
+      busy.push_back(g);
+    }
+  }
+  if (busy.empty() || lv.channels == 0) {
+    return;
+  }
+  // Enough units to keep every thread busy; each unit rebuilds the taps of its RoIs, so
+  // units are not made smaller than needed.
+  const int64_t C = lv.channels;
+  const int64_t wanted = 4 * static_cast<int64_t>(at::get_num_threads());
+  const int64_t max_chunks = std::max<int64_t>(1, (C + kChannelQuantum - 1) / kChannelQuantum);
+  const int64_t chunks = std::clamp<int64_t>((wanted + busy.size() - 1) / busy.size(), 1, max_chunks);
+  int64_t chunk = (C + chunks - 1) / chunks;
+  chunk = (chunk + kChannelQuantum - 1) / kChannelQuantum * kChannelQuantum;
+  const int64_t chunks_per_group = (C + chunk - 1) / chunk;
+  const int64_t num_units = static_cast<int64_t>(busy.size()) * chunks_per_group;
+
+  at::parallel_for(0, num_units, 1, [&](int64_t begin, int64_t end) {
+    RoITaps<T> rt;
+    std::vector<T> g_lanes(chunk);
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t group = busy[u / chunks_per_group];
+      const int64_t c_begin = (u % chunks_per_group) * chunk;
+      const int64_t c_end = std::min(C, c_begin + chunk);
+      const int level = static_cast<int>(group / lv.batch);
+      const int64_t batch = group % lv.batch;
+      T* base = args.grad_features[level] + batch * lv.stride_n[level];
+      for (int64_t i = groups.begin[group]; i < groups.begin[group + 1]; ++i) {
+        const int64_t k = groups.order[i];
+        rt.build(args.rois + k * 5, level, lv, args.pool);
+        if (rt.count <= 0) {
+          continue;
+        }
+        const grad_t* grad_k = args.grad_output + k * args.grad_stride[0];
+        if (is_nhwc(lv, level)) {
+          backward_roi_nhwc(rt, grad_k, args.grad_stride, base, args.pool, c_begin, c_end, g_lanes.data());
+        } else {
+          backward_roi_nchw(rt, grad_k, args.grad_stride, base, lv, level, args.pool, c_begin, c_end);
+        }
+      }
+    }
+  });
+}
+
+// dst[n, c, p] = src[n, c, p] over the flattened spatial index p, in tiles so that the
+// strided side of the copy stays in L1 (ATen's NHWC -> NCHW copy is ~4x slower here).
+template <typename S, typename D>
+void copy_planes(const S* src, const int64_t* src_stride, D* dst, const int64_t* dst_stride, int64_t batch,
+                 int64_t channels, int64_t spatial) {
+  constexpr int64_t kTile = 32;
+  const int64_t c_tiles = (channels + kTile - 1) / kTile;
+  const int64_t p_tiles = (spatial + kTile - 1) / kTile;
+  // Walk the destination's contiguous axis innermost.
+  const bool channels_inner = dst_stride[1] == 1;
+  at::parallel_for(0, batch * c_tiles * p_tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t n = tile / (c_tiles * p_tiles);
+      const int64_t c0 = (tile / p_tiles) % c_tiles * kTile;
+      const int64_t p0 = tile % p_tiles * kTile;
+      const int64_t c1 = std::min(channels, c0 + kTile);
+      const int64_t p1 = std::min(spatial, p0 + kTile);
+      const S* s = src + n * src_stride[0];
+      D* d = dst + n * dst_stride[0];
+      if (channels_inner) {
+        for (int64_t p = p0; p < p1; ++p) {
+          for (int64_t c = c0; c < c1; ++c) {
+            d[c * dst_stride[1] + p * dst_stride[2]] = static_cast<D>(s[c * src_stride[1] + p * src_stride[2]]);
+          }
+        }
+      } else {
+        for (int64_t c = c0; c < c1; ++c) {
+          for (int64_t p = p0; p < p1; ++p) {
+            d[c * dst_stride[1] + p * dst_stride[2]] = static_cast<D>(s[c * src_stride[1] + p * src_stride[2]]);
+          }
+        }
+      }
+    }
+  });
+}
+
+// Strides of [N, C, H * W] for a 4-d tensor whose H and W are not split.
+void plane_strides(const at::Tensor& t, int64_t* stride) {
+  stride[0] = t.stride(0);
+  stride[1] = t.stride(1);
+  stride[2] = t.stride(3);
+}
+
+}  // namespace
+
+void copy_layout(const at::Tensor& src, at::Tensor& dst) {
+  TORCH_INTERNAL_ASSERT(src.sizes() == dst.sizes() && src.dim() == 4);
+  int64_t src_stride[3];
+  int64_t dst_stride[3];
+  plane_strides(src, src_stride);
+  plane_strides(dst, dst_stride);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "roi_align_copy_layout", [&] {
+    using S = scalar_t;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dst.scalar_type(), "roi_align_copy_layout", [&] {
+      copy_planes(src.const_data_ptr<S>(), src_stride, dst.mutable_data_ptr<scalar_t>(), dst_stride, src.size(0),
+                  src.size(1), src.size(2) * src.size(3));
+    });
+  });
+}
+
+void forward_kernel(
+    at::TensorList features, const at::Tensor& rois, const RoIAlignParams& params, at::Tensor& output) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features[0].scalar_type(), "roi_align_forward_cpu", [&] {
+    using T = at::opmath_type<scalar_t>;
+    const auto args = make_forward_args<scalar_t, T>(features, rois, params);
+    forward_impl(args, rois.size(0), output.mutable_data_ptr<scalar_t>());
+  });
+}
+
+void backward_kernel(
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    const RoIAlignParams& params,
+    at::TensorList grad_features) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cpu", [&] {
+    using T = at::opmath_type<scalar_t>;
+    const auto args = make_backward_args<scalar_t, T>(grad, rois, grad_features, params);
+    backward_impl(args, rois.size(0));
+  });
+}
+
+}  // namespace msrcnn::roi_align::CPU_CAPABILITY

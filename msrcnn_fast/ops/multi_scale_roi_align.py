@@ -1,0 +1,199 @@
+"""Fused multi-level RoIAlign, a drop-in for ``torchvision.ops.MultiScaleRoIAlign``.
+
+torchvision maps each RoI to an FPN level (FPN paper, eq. 1), then runs one roi_align per
+level on the gathered RoIs and scatters the results back. Here one kernel does it all: the
+level is chosen per RoI inside the kernel (``torch.ops.msrcnn.multi_level_roi_align``),
+forward and backward, with no per-level gather/scatter.
+"""
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from msrcnn_fast.ops._rois import Boxes, as_rois, is_channels_last, pair
+
+__all__ = ["MultiScaleRoIAlign", "multi_level_roi_align"]
+
+
+def multi_level_roi_align(
+    features: list[Tensor],
+    boxes: Boxes,
+    output_size: int | tuple[int, int] | list[int],
+    spatial_scales: list[float],
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+    canonical_scale: int = 224,
+    canonical_level: int = 4,
+) -> Tensor:
+    """RoIAlign of each box from the feature map its size selects, in one kernel.
+
+    Args:
+        features: feature maps Tensor[N, C, H_i, W_i], finest first, one dtype and device.
+        boxes: Tensor[K, 5] of (batch index, x1, y1, x2, y2) or a list of Tensor[L, 4].
+        output_size: (height, width) of each pooled region, or one int.
+        spatial_scales: one scale per map (feature-map size / image size).
+        sampling_ratio, aligned: as in :func:`msrcnn_fast.ops.roi_align`.
+        canonical_scale, canonical_level: a box of sqrt(area) = canonical_scale maps to FPN
+            level canonical_level. A box maps to floor(canonical_level + log2(sqrt(area) /
+            canonical_scale) + 1e-6), clamped to the levels of the first and last map
+            (level = -log2(scale)); boxes of negative area get zeros, as in torchvision.
+
+    Returns:
+        Tensor[K, C, output_size[0], output_size[1]].
+    """
+    if len(features) == 0:
+        raise ValueError("features: expected at least one feature map, got none")
+    rois = as_rois(boxes, like=features[0])
+    pooled_height, pooled_width = pair(output_size)
+    return torch.ops.msrcnn.multi_level_roi_align(
+        list(features),
+        rois,
+        [float(s) for s in spatial_scales],
+        pooled_height,
+        pooled_width,
+        sampling_ratio,
+        aligned,
+        canonical_scale,
+        canonical_level,
+    )
+
+
+def _infer_scale(feature: Tensor, original_size: tuple[int, int]) -> float:
+    """Nearest power of two to feature height / image height (torchvision's heuristic)."""
+    return 2.0 ** round(math.log2(float(feature.shape[-2]) / float(original_size[0])))
+
+
+class MultiScaleRoIAlign(nn.Module):
+    """Multi-scale RoIAlign pooling with torchvision's call, level mapping and scale inference.
+
+    Args:
+        featmap_names: names of the feature maps (keys of the input dict) to pool from.
+        output_size: output size of each pooled region.
+        sampling_ratio: sampling ratio of the RoIAlign.
+        canonical_scale, canonical_level: see :func:`multi_level_roi_align`.
+
+    As torchvision's, the scales are inferred on the first call from the feature-map and
+    image sizes and kept for later calls.
+    """
+
+    def __init__(
+        self,
+        featmap_names: list[str],
+        output_size: int | tuple[int] | list[int],
+        sampling_ratio: int,
+        *,
+        canonical_scale: int = 224,
+        canonical_level: int = 4,
+    ):
+        super().__init__()
+        if isinstance(output_size, int):
+            output_size = (output_size, output_size)
+        self.featmap_names = featmap_names
+        self.sampling_ratio = sampling_ratio
+        self.output_size = tuple(output_size)
+        self.scales: list[float] | None = None
+        self.canonical_scale = canonical_scale
+        self.canonical_level = canonical_level
+
+    def _setup_scales(self, features: list[Tensor], image_shapes: list[tuple[int, int]]) -> list[float]:
+        if not image_shapes:
+            raise ValueError("image_shapes: expected at least one image size, got none")
+        original_size = (max(s[0] for s in image_shapes), max(s[1] for s in image_shapes))
+        return [_infer_scale(f, original_size) for f in features]
+
+    def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
+        """Pools every box from its level.
+
+        Args:
+            x: feature maps by name; only ``featmap_names`` are used, in the dict's order.
+            boxes: one Tensor[L, 4] per image, (x1, y1, x2, y2) in image coordinates.
+            image_shapes: (height, width) of each image before the backbone.
+        """
+        features = [v for k, v in x.items() if k in self.featmap_names]
+        if not features:
+            raise ValueError(f"x: none of the feature maps {self.featmap_names} is in the input ({list(x)})")
+        if self.scales is None:
+            self.scales = self._setup_scales(features, image_shapes)
+        return multi_level_roi_align(
+            features,
+            boxes,
+            self.output_size,
+            self.scales,
+            self.sampling_ratio,
+            False,
+            self.canonical_scale,
+            self.canonical_level,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(featmap_names={self.featmap_names}, "
+            f"output_size={self.output_size}, sampling_ratio={self.sampling_ratio})"
+        )
+
+
+@torch.library.register_fake("msrcnn::multi_level_roi_align")
+def _multi_level_roi_align_fake(
+    features,
+    rois,
+    spatial_scales,
+    pooled_height,
+    pooled_width,
+    sampling_ratio,
+    aligned,
+    canonical_scale,
+    canonical_level,
+):
+    torch._check(len(features) > 0, lambda: "msrcnn::multi_level_roi_align: expected at least one feature map")
+    torch._check(
+        rois.dim() == 2 and rois.size(1) == 5,
+        lambda: f"msrcnn::multi_level_roi_align: expected rois [K, 5], got {rois.shape}",
+    )
+    first = features[0]
+    return first.new_empty((rois.size(0), first.size(1), pooled_height, pooled_width))
+
+
+@torch.library.register_fake("msrcnn::_multi_level_roi_align_backward")
+def _multi_level_roi_align_backward_fake(
+    grad,
+    rois,
+    spatial_scales,
+    pooled_height,
+    pooled_width,
+    sampling_ratio,
+    aligned,
+    canonical_scale,
+    canonical_level,
+    batch_size,
+    channels,
+    heights,
+    widths,
+    channels_last,
+):
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return [
+        torch.empty((batch_size, channels, h, w), dtype=grad.dtype, device=grad.device, memory_format=memory_format)
+        for h, w in zip(heights, widths)
+    ]
+
+
+def _setup_context(ctx, inputs, output):
+    features, rois, spatial_scales, pooled_height, pooled_width, sampling_ratio, aligned, *canonical = inputs
+    ctx.save_for_backward(rois)
+    ctx.args = (spatial_scales, pooled_height, pooled_width, sampling_ratio, aligned, *canonical)
+    ctx.batch_channels = (features[0].size(0), features[0].size(1))
+    ctx.heights = [f.size(2) for f in features]
+    ctx.widths = [f.size(3) for f in features]
+    ctx.channels_last = is_channels_last(features)
+
+
+def _backward(ctx, grad):
+    (rois,) = ctx.saved_tensors
+    grads = torch.ops.msrcnn._multi_level_roi_align_backward(
+        grad, rois, *ctx.args, *ctx.batch_channels, ctx.heights, ctx.widths, ctx.channels_last
+    )
+    return list(grads), None, None, None, None, None, None, None, None
+
+
+torch.library.register_autograd("msrcnn::multi_level_roi_align", _backward, setup_context=_setup_context)

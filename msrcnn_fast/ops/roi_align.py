@@ -1,0 +1,118 @@
+"""RoIAlign (Mask R-CNN), a drop-in for ``torchvision.ops.roi_align`` / ``RoIAlign``.
+
+Kernels: ``torch.ops.msrcnn.roi_align`` and ``torch.ops.msrcnn._roi_align_backward``
+(csrc/ops/roi_align). CPU: parallel over RoIs, interpolation taps shared by all channels,
+vectorised over channels for channels-last input, float16/bfloat16 accumulated in float32;
+deterministic backward. CUDA: one thread per output element.
+"""
+
+import torch
+from torch import Tensor, nn
+
+from msrcnn_fast.ops._rois import Boxes, as_rois, is_channels_last, pair
+
+__all__ = ["RoIAlign", "roi_align"]
+
+
+def roi_align(
+    input: Tensor,
+    boxes: Boxes,
+    output_size: int | tuple[int, int] | list[int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> Tensor:
+    """Region of Interest Align (He et al., Mask R-CNN), as ``torchvision.ops.roi_align``.
+
+    Args:
+        input: Tensor[N, C, H, W] (float32/64, float16 or bfloat16; NCHW or channels-last).
+        boxes: Tensor[K, 5] of (batch index, x1, y1, x2, y2), or a list of Tensor[L, 4], one
+            per image, of (x1, y1, x2, y2), in image coordinates.
+        output_size: (height, width) of each pooled region, or one int for both.
+        spatial_scale: feature-map size / image size (e.g. 1/16).
+        sampling_ratio: samples per bin side; <= 0 means ceil(RoI size / output size).
+        aligned: shift box coordinates by -0.5 pixel (pixel-model alignment).
+
+    Returns:
+        Tensor[K, C, output_size[0], output_size[1]], contiguous, of input's dtype.
+    """
+    rois = as_rois(boxes, like=input)
+    pooled_height, pooled_width = pair(output_size)
+    return torch.ops.msrcnn.roi_align(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
+
+
+class RoIAlign(nn.Module):
+    """Module form of :func:`roi_align`, as ``torchvision.ops.RoIAlign``."""
+
+    def __init__(
+        self,
+        output_size: int | tuple[int, int] | list[int],
+        spatial_scale: float,
+        sampling_ratio: int,
+        aligned: bool = False,
+    ):
+        super().__init__()
+        self.output_size = output_size
+        self.spatial_scale = spatial_scale
+        self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
+
+    def forward(self, input: Tensor, rois: Boxes) -> Tensor:
+        return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+            f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned})"
+        )
+
+
+@torch.library.register_fake("msrcnn::roi_align")
+def _roi_align_fake(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
+    torch._check(input.dim() == 4, lambda: f"msrcnn::roi_align: expected input [N, C, H, W], got {input.shape}")
+    torch._check(
+        rois.dim() == 2 and rois.size(1) == 5, lambda: f"msrcnn::roi_align: expected rois [K, 5], got {rois.shape}"
+    )
+    return input.new_empty((rois.size(0), input.size(1), pooled_height, pooled_width))
+
+
+@torch.library.register_fake("msrcnn::_roi_align_backward")
+def _roi_align_backward_fake(
+    grad,
+    rois,
+    spatial_scale,
+    pooled_height,
+    pooled_width,
+    batch_size,
+    channels,
+    height,
+    width,
+    sampling_ratio,
+    aligned,
+    channels_last,
+):
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(
+        (batch_size, channels, height, width), dtype=grad.dtype, device=grad.device, memory_format=memory_format
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = inputs
+    ctx.save_for_backward(rois)
+    ctx.pool = (spatial_scale, pooled_height, pooled_width)
+    ctx.sampling = (sampling_ratio, aligned)
+    ctx.input_shape = tuple(input.shape)
+    ctx.channels_last = is_channels_last([input])
+
+
+def _backward(ctx, grad):
+    (rois,) = ctx.saved_tensors
+    batch_size, channels, height, width = ctx.input_shape
+    grad_input = torch.ops.msrcnn._roi_align_backward(
+        grad, rois, *ctx.pool, batch_size, channels, height, width, *ctx.sampling, ctx.channels_last
+    )
+    return grad_input, None, None, None, None, None, None
+
+
+torch.library.register_autograd("msrcnn::roi_align", _backward, setup_context=_setup_context)

@@ -16,7 +16,6 @@ import sys
 
 import torch
 from setuptools import find_packages, setup
-from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join(ROOT, "csrc")
@@ -32,13 +31,22 @@ def _relative(paths):
 
 
 def _find_cuda_home():
-    """CUDA_HOME, else the toolkit that holds the nvcc on PATH, else /usr/local/cuda."""
+    """CUDA_HOME, else the toolkit that holds the nvcc on PATH, else /usr/local/cuda.
+
+    A toolkit is a folder with bin/nvcc and include/cuda_runtime.h (an nvcc on PATH may be a
+    wrapper script outside the toolkit).
+    """
     if os.environ.get("CUDA_HOME"):
         return os.environ["CUDA_HOME"]
+    candidates = []
     nvcc = shutil.which("nvcc")
     if nvcc:
-        return os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
-    return "/usr/local/cuda"
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    candidates.append("/usr/local/cuda")
+    for home in candidates:
+        if os.path.exists(os.path.join(home, "include", "cuda_runtime.h")):
+            return home
+    return candidates[-1]
 
 
 def _nvidia_wheel_include_dirs():
@@ -61,6 +69,16 @@ def _want_cuda():
     return torch.cuda.is_available()
 
 
+WITH_CUDA = _want_cuda()
+if WITH_CUDA:
+    # Before importing cpp_extension, which reads CUDA_HOME once.
+    os.environ.setdefault("CUDA_HOME", _find_cuda_home())
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+
 class BuildExtensionPerCapability(BuildExtension):
     """BuildExtension that also compiles *_kernel.cpp once per extra CPU capability.
 
@@ -73,7 +91,7 @@ class BuildExtensionPerCapability(BuildExtension):
         # pip builds in a throw-away folder; keep objects in the repository instead, so that a
         # rebuild (make, pip install -e .) recompiles only what changed.
         if not os.path.abspath(self.build_temp).startswith(ROOT + os.sep):
-            self.build_temp = os.path.join(ROOT, "build", "temp-cuda" if _want_cuda() else "temp-cpu")
+            self.build_temp = os.path.join(ROOT, "build", "temp-cuda" if WITH_CUDA else "temp-cpu")
 
     def build_extension(self, ext):
         kernel_sources = getattr(ext, "capability_sources", [])
@@ -94,17 +112,13 @@ class BuildExtensionPerCapability(BuildExtension):
 
 
 def make_extension():
-    with_cuda = _want_cuda()
     cpp_sources = _relative(glob.glob(os.path.join(CSRC, "**", "*.cpp"), recursive=True))
     capability_sources = [s for s in cpp_sources if s.endswith("_kernel.cpp")]
     cxx_flags = ["-O3", "-g0", "-fopenmp", "-DCPU_CAPABILITY=DEFAULT", "-Wall", "-Wno-unknown-pragmas"]
     defines = []
     include_dirs = [CSRC]
     kwargs = {}
-    if with_cuda:
-        os.environ.setdefault("CUDA_HOME", _find_cuda_home())
-        if not torch.cuda.is_available():
-            os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+    if WITH_CUDA:
         include_dirs += _nvidia_wheel_include_dirs()
         sources = cpp_sources + _relative(glob.glob(os.path.join(CSRC, "**", "*.cu"), recursive=True))
         defines.append(("MSRCNN_WITH_CUDA", None))

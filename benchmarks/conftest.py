@@ -1,6 +1,7 @@
 """Side-by-side benchmarks: each group has a baseline row and an msrcnn_fast row, measured in
 the same run. At the end a table gives the speedups (baseline median / ours); a group with a
-target (minimum speedup) below it fails the run."""
+target (minimum speedup) below it, or an msrcnn_fast row with a time limit above it, fails
+the run."""
 
 import pytest
 
@@ -8,10 +9,14 @@ BASELINE = "baseline"
 OURS = "msrcnn_fast"
 
 
-def measure(benchmark, fn, *, impl, group, target=None, rounds=5):
-    """Times `fn` as row `impl` of `group`; `target` is the speedup ours must reach."""
+def measure(benchmark, fn, *, impl, group, target=None, limit=None, rounds=5):
+    """Times `fn` as row `impl` of `group`.
+
+    target: the speedup over the baseline row ours must reach; limit: the median time in
+    seconds ours must stay under (for targets stated as absolute times).
+    """
     benchmark.group = group
-    benchmark.extra_info.update(impl=impl, target=target)
+    benchmark.extra_info.update(impl=impl, target=target, limit=limit)
     return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
 
 
@@ -25,15 +30,22 @@ def _speedups(config):
             groups.setdefault(bench.group, {})[bench.extra_info["impl"]] = bench
     rows = []
     for group, impls in sorted(groups.items()):
-        if BASELINE in impls and OURS in impls:
-            base, ours = impls[BASELINE].stats.median, impls[OURS].stats.median
-            rows.append((group, base, ours, base / ours, impls[OURS].extra_info.get("target")))
+        if OURS not in impls:
+            continue
+        ours = impls[OURS].stats.median
+        base = impls[BASELINE].stats.median if BASELINE in impls else None
+        info = impls[OURS].extra_info
+        rows.append((group, base, ours, base / ours if base else None, info.get("target"), info.get("limit")))
     return rows
 
 
+def _missed(row):
+    _, _, ours, speedup, target, limit = row
+    return (target is not None and speedup is not None and speedup < target) or (limit is not None and ours > limit)
+
+
 def pytest_sessionfinish(session, exitstatus):
-    missed = [row for row in _speedups(session.config) if row[4] is not None and row[3] < row[4]]
-    if missed and session.exitstatus == 0:
+    if any(_missed(row) for row in _speedups(session.config)) and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -42,9 +54,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not rows:
         return
     terminalreporter.section("speedup of msrcnn_fast over the baseline (medians, same run)")
-    terminalreporter.write_line(f"{'group':<58} {'baseline':>10} {'ours':>10} {'speedup':>8}  target")
-    for group, base, ours, speedup, target in rows:
-        verdict = "" if target is None else f"{target:.1f}x {'ok' if speedup >= target else 'MISSED'}"
-        terminalreporter.write_line(
-            f"{group:<58} {base * 1e3:>8.1f}ms {ours * 1e3:>8.1f}ms {speedup:>7.2f}x  {verdict}"
+    terminalreporter.write_line(f"{'group':<66} {'baseline':>10} {'ours':>10} {'speedup':>8}  target")
+    for row in rows:
+        group, base, ours, speedup, target, limit = row
+        wanted = " ".join(
+            ([f">= {target:.1f}x"] if target is not None else []) + ([f"<= {limit * 1e3:.0f}ms"] if limit else [])
         )
+        verdict = f"{wanted} {'MISSED' if _missed(row) else 'ok'}" if wanted else ""
+        base_text = f"{base * 1e3:>8.1f}ms" if base else f"{'-':>10}"
+        speedup_text = f"{speedup:>7.2f}x" if speedup else f"{'-':>8}"
+        terminalreporter.write_line(f"{group:<66} {base_text} {ours * 1e3:>8.1f}ms {speedup_text}  {verdict}")

@@ -1,0 +1,36 @@
+#pragma once
+
+// NMS and Soft-NMS CPU kernels, compiled once per CPU capability (nms_cpu_kernel.cpp into
+// namespaces DEFAULT and AVX2; MSRCNN_CPU_DISPATCH picks one). Each category is processed
+// on its own (in parallel over categories) with a vectorised pass over its boxes.
+
+#include <ATen/core/Tensor.h>
+
+#include <vector>
+
+#include "ops/nms/nms_host.h"
+
+namespace msrcnn::nms {
+
+// The boxes a category keeps, in selection order, with their final scores.
+struct Kept {
+  std::vector<int64_t> indices;
+  std::vector<double> scores;
+};
+
+// boxes [N, 4] and scores [N]: contiguous, both of accumulate_type. One Kept per group.
+#define MSRCNN_DECLARE_NMS_CPU_KERNELS(CAPABILITY)                                                       \
+  namespace CAPABILITY {                                                                               \
+  std::vector<Kept> soft_nms_kernel(                                                                   \
+      const at::Tensor& boxes, const at::Tensor& scores, const Groups& groups, const SoftParams& params); \
+  std::vector<Kept> nms_kernel(                                                                        \
+      const at::Tensor& boxes, const at::Tensor& scores, const Groups& groups, double iou_threshold,     \
+      double offset);                                                                                  \
+  }
+
+MSRCNN_DECLARE_NMS_CPU_KERNELS(DEFAULT)
+MSRCNN_DECLARE_NMS_CPU_KERNELS(AVX2)
+
+#undef MSRCNN_DECLARE_NMS_CPU_KERNELS
+
+}  // namespace msrcnn::nms

@@ -1,0 +1,135 @@
+"""Hard NMS (drop-ins for torchvision's ``nms`` / ``batched_nms``) and Soft-NMS.
+
+Kernels: ``torch.ops.msrcnn.{nms, batched_nms, soft_nms, batched_soft_nms}`` (csrc/ops/nms).
+Categories are processed independently (in parallel on the CPU, a block each on the GPU),
+never as one pass over all boxes.
+
+Semantics shared by all four:
+
+- boxes are (x1, y1, x2, y2); float32, float64, float16 or bfloat16 boxes and scores
+  (half types are computed in float32; outputs keep the scores' dtype);
+- IoU = intersection / union with areas (x2 - x1 + offset) * (y2 - y1 + offset); ``offset``
+  is 0 (default) or 1 for the legacy "+1" convention; IoU is 0 when the union is empty;
+- NaN or infinite coordinates or scores, boxes not [N, 4], scores or idxs not [N], idxs not
+  of an integer dtype, or tensors on different devices raise an error naming the argument.
+"""
+
+import torch
+from torch import Tensor
+
+__all__ = ["batched_nms", "batched_soft_nms", "nms", "soft_nms"]
+
+SOFT_METHODS = ("gaussian", "linear", "hard")
+
+
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, *, offset: float = 0.0) -> Tensor:
+    """Greedy hard NMS, as ``torchvision.ops.nms``.
+
+    A box is suppressed when its IoU with a kept, higher-scoring box is greater than
+    ``iou_threshold`` (strictly, as torchvision).
+
+    Returns:
+        int64 Tensor of the kept boxes' indices, by decreasing score (equal scores: by index).
+    """
+    return torch.ops.msrcnn.nms(boxes, scores, float(iou_threshold), float(offset))
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, *, offset: float = 0.0) -> Tensor:
+    """Hard NMS per category, as ``torchvision.ops.batched_nms``.
+
+    Boxes of different categories (values of ``idxs``) never suppress each other.
+
+    Returns:
+        int64 Tensor of the kept boxes' indices, by decreasing score (equal scores: by index).
+    """
+    return torch.ops.msrcnn.batched_nms(boxes, scores, idxs, float(iou_threshold), float(offset))
+
+
+def soft_nms(
+    boxes: Tensor,
+    scores: Tensor,
+    iou_threshold: float = 0.3,
+    sigma: float = 0.5,
+    score_threshold: float = 1e-3,
+    method: str = "gaussian",
+    *,
+    offset: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """Soft-NMS (Bodla et al., 2017) of one category.
+
+    Repeatedly takes the highest-scoring remaining box (equal scores: the lower index) and
+    multiplies every other remaining box's score by a weight of its IoU with it:
+
+    - ``"gaussian"``: exp(-iou^2 / sigma);
+    - ``"linear"``: 1 - iou if iou >= iou_threshold, else 1;
+    - ``"hard"``: 0 if iou >= iou_threshold, else 1.
+
+    Every remaining box whose score is below ``score_threshold`` is dropped (boxes that start
+    below it never enter), so every kept score is >= ``score_threshold``.
+
+    Returns:
+        ``(keep, new_scores)``: int64 indices into the INPUT boxes in selection order (which is
+        also non-increasing final score), and those boxes' decayed scores.
+    """
+    return torch.ops.msrcnn.soft_nms(
+        boxes, scores, float(iou_threshold), float(sigma), float(score_threshold), method, float(offset)
+    )
+
+
+def batched_soft_nms(
+    boxes: Tensor,
+    scores: Tensor,
+    idxs: Tensor,
+    iou_threshold: float = 0.3,
+    sigma: float = 0.5,
+    score_threshold: float = 1e-3,
+    method: str = "gaussian",
+    *,
+    offset: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """Soft-NMS of each category (value of ``idxs``) on its own; see :func:`soft_nms`.
+
+    Returns:
+        ``(keep, new_scores)`` over all categories, by decreasing new score (equal scores: by
+        index).
+    """
+    return torch.ops.msrcnn.batched_soft_nms(
+        boxes, scores, idxs, float(iou_threshold), float(sigma), float(score_threshold), method, float(offset)
+    )
+
+
+def _check_fake(boxes, scores, idxs=None):
+    torch._check(boxes.dim() == 2 and boxes.size(1) == 4, lambda: f"expected boxes [N, 4], got {boxes.shape}")
+    torch._check(scores.dim() == 1 and scores.size(0) == boxes.size(0), lambda: "expected scores [N]")
+    if idxs is not None:
+        torch._check(idxs.dim() == 1 and idxs.size(0) == boxes.size(0), lambda: "expected idxs [N]")
+
+
+def _kept_fake(boxes, scores):
+    # The number of kept boxes depends on the data: an unbacked SymInt.
+    kept = torch.library.get_ctx().new_dynamic_size()
+    return boxes.new_empty((kept,), dtype=torch.int64), scores.new_empty((kept,))
+
+
+@torch.library.register_fake("msrcnn::nms")
+def _nms_fake(boxes, scores, iou_threshold, offset):
+    _check_fake(boxes, scores)
+    return _kept_fake(boxes, scores)[0]
+
+
+@torch.library.register_fake("msrcnn::batched_nms")
+def _batched_nms_fake(boxes, scores, idxs, iou_threshold, offset):
+    _check_fake(boxes, scores, idxs)
+    return _kept_fake(boxes, scores)[0]
+
+
+@torch.library.register_fake("msrcnn::soft_nms")
+def _soft_nms_fake(boxes, scores, iou_threshold, sigma, score_threshold, method, offset):
+    _check_fake(boxes, scores)
+    return _kept_fake(boxes, scores)
+
+
+@torch.library.register_fake("msrcnn::batched_soft_nms")
+def _batched_soft_nms_fake(boxes, scores, idxs, iou_threshold, sigma, score_threshold, method, offset):
+    _check_fake(boxes, scores, idxs)
+    return _kept_fake(boxes, scores)

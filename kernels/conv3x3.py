@@ -1,0 +1,880 @@
+"""Triton kernels: 3x3 convolution, padding 1, stride 1 or 2, bias and ReLU fused; forward and backward.
+
+Implicit GEMM on channels-last activations, float32 accumulation (float32, float16 and bfloat16
+inputs). With ``Ho = (H - 1) // stride + 1``:
+
+- forward ``y = relu(conv(x, w) + b)``: M = N*Ho*Wo output pixels, N = Cout, K = 9*Cin;
+- backward input ``dx = conv_transpose(g, w)``: M = input pixels, N = Cin, K = taps*Cout.
+  Stride 2 splits the input pixels into 4 parity classes (sub-pixel convolution), each with only
+  the 1, 2 or 4 taps that reach it: no masked-out multiply-adds;
+- backward weight ``dw = g^T im2col(x)``, ``db = sum(g)``: M = Cout, N = Cin per
+  tap, K = N*Ho*Wo pixels, split over ``splits`` programs into float32 partials that are summed in
+  a fixed order afterwards (deterministic, no atomics). The bias gradient is reduced by the
+  programs of column 0 from the operand they load anyway.
+
+The backward kernels take the gradient of the convolution's output, i.e. the caller applies
+the ReLU mask first (``threshold_backward(grad, y, 0)``, one elementwise pass). Masking inside
+the kernels instead would load a second operand tile (y) per K step in both kernels and route
+the first operand through registers; compiled for sm_90, that took the backward-input kernel
+to 255 registers with spills.
+
+Channels: Cin is split into C_MAIN = Cin - Cin % 16 channels, read from a channels-last tensor
+in full K blocks, and C_TAIL = Cin % 16 tail channels (the MaskIoU head's 257th input channel,
+the mask) that run as one zero-padded 16-wide MMA step per tap from their own strided view.
+For Cin = 257 that costs 16/256 = 6 % extra MMA work on that layer, where one masked 64-wide
+K block per tap would cost 25 % and misalign every row of the 256 main channels.
+
+The launchers (``conv3x3_forward``, ``conv3x3_backward_input``, ``conv3x3_backward_weight``) take
+tensors on a CUDA device, or CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1``),
+and launch through ``torch.library.wrap_triton`` so that torch.compile and torch.export see the
+kernels. Autotuning: ``forward_configs()`` and friends list the configs;
+``MSRCNN_TRITON_AUTOTUNE=0`` turns autotuning off and uses ``default_config(...)``.
+"""
+
+import contextlib
+import functools
+import importlib.util
+import os
+import sys
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import wrap_triton
+
+__all__ = [
+    "AUTOTUNE_ENV",
+    "TAIL_BLOCK",
+    "autotune_enabled",
+    "backward_input_configs",
+    "backward_weight_configs",
+    "conv3x3_backward_input",
+    "conv3x3_backward_weight",
+    "conv3x3_forward",
+    "default_config",
+    "forward_configs",
+    "interpreting",
+    "split_channels",
+    "weight_grad_splits",
+]
+
+AUTOTUNE_ENV = "MSRCNN_TRITON_AUTOTUNE"
+TAIL_BLOCK = 16  # channels per tail MMA step: tl.dot needs K >= 16
+_INTERPRETER_SMS = 4  # "SMs" the split-K heuristic assumes under the interpreter
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels. They call Triton builtins only, no @jit functions of triton.language (tl.zeros,
+# tl.cdiv, tl.sum): those are compiled-only when Triton was imported without TRITON_INTERPRET,
+# and then the interpreted twin (see _interpreted_module) could not call them. Sums are
+# tl.reduce with tl.sum's own combine function, which the interpreter runs as one numpy sum.
+# --------------------------------------------------------------------------------------------
+
+_sum_combine = tl.standard._sum_combine
+
+
+@triton.jit
+def _mma(a, b, acc, PRECISION: tl.constexpr, DOT_IN_F32: tl.constexpr):
+    """acc + a @ b in float32. DOT_IN_F32 (the interpreter with bfloat16, whose numpy dot would
+    multiply the raw bits) upcasts the operands first: bfloat16 products are exact in float32,
+    so this is the bfloat16 MMA's arithmetic up to the order of the sums."""
+    if DOT_IN_F32:
+        acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+    else:
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    return acc
+
+
+@triton.jit(do_not_specialize=["M_BUCKET"])
+def _conv3x3_forward_kernel(
+    x_ptr,
+    xt_ptr,
+    w_ptr,
+    wt_ptr,
+    b_ptr,
+    y_ptr,
+    M,
+    H,
+    W,
+    HO,
+    WO,
+    M_BUCKET,  # autotuning key only
+    sxn,
+    sxh,
+    sxw,
+    sxc,
+    stn,
+    sth,
+    stw,
+    stc,
+    swo,
+    swh,
+    sww,
+    swc,
+    stwo,
+    stwh,
+    stww,
+    stwc,
+    syn,
+    syh,
+    syw,
+    syc,
+    C_OUT: tl.constexpr,
+    C_MAIN: tl.constexpr,
+    C_TAIL: tl.constexpr,
+    STRIDE: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    PRECISION: tl.constexpr,
+    DOT_IN_F32: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    # Programs along N (Cout) are adjacent, so the few that read one activation tile run together.
+    pid = tl.program_id(0)
+    num_pid_n = (C_OUT + BLOCK_N - 1) // BLOCK_N
+    pid_m = pid // num_pid_n
+    pid_n = pid % num_pid_n
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_ok = offs_m < M
+    n_ok = offs_n < C_OUT
+    img = offs_m // (HO * WO)
+    pix = offs_m % (HO * WO)
+    oh = pix // WO
+    ow = pix % WO
+    ih0 = oh * STRIDE - 1
+    iw0 = ow * STRIDE - 1
+
+    acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
+
+    # Main channels: one flat loop over (tap, channel block) so that it software-pipelines.
+    K_BLOCKS: tl.constexpr = (C_MAIN + BLOCK_K - 1) // BLOCK_K
+    offs_k = tl.arange(0, BLOCK_K)
+    for step in range(0, 9 * K_BLOCKS):
+        tap = step // K_BLOCKS
+        c0 = (step % K_BLOCKS) * BLOCK_K
+        kh = tap // 3
+        kw = tap % 3
+        ih = ih0 + kh
+        iw = iw0 + kw
+        ok = m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        cs = c0 + offs_k
+        a_ptrs = x_ptr + (img * sxn + ih * sxh + iw * sxw)[:, None] + cs[None, :] * sxc
+        b_ptrs = w_ptr + (kh * swh + kw * sww) + cs[:, None] * swc + offs_n[None, :] * swo
+        if C_MAIN % BLOCK_K == 0:
+            a = tl.load(a_ptrs, mask=ok[:, None], other=0.0)
+            b = tl.load(b_ptrs, mask=n_ok[None, :], other=0.0)
+        else:
+            k_ok = cs < C_MAIN
+            a = tl.load(a_ptrs, mask=ok[:, None] & k_ok[None, :], other=0.0)
+            b = tl.load(b_ptrs, mask=k_ok[:, None] & n_ok[None, :], other=0.0)
+        acc = _mma(a, b, acc, PRECISION, DOT_IN_F32)
+
+    # Tail channels (Cin % 16, e.g. the MaskIoU head's mask channel): one padded step per tap.
+    if C_TAIL > 0:
+        offs_t = tl.arange(0, 16)
+        t_ok = offs_t < C_TAIL
+        for tap in tl.static_range(9):
+            ih = ih0 + tap // 3
+            iw = iw0 + tap % 3
+            ok = m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            a_ptrs = xt_ptr + (img * stn + ih * sth + iw * stw)[:, None] + offs_t[None, :] * stc
+            b_ptrs = wt_ptr + ((tap // 3) * stwh + (tap % 3) * stww) + offs_t[:, None] * stwc + offs_n[None, :] * stwo
+            a = tl.load(a_ptrs, mask=ok[:, None] & t_ok[None, :], other=0.0)
+            b = tl.load(b_ptrs, mask=t_ok[:, None] & n_ok[None, :], other=0.0)
+            acc = _mma(a, b, acc, PRECISION, DOT_IN_F32)
+
+    # Epilogue: bias and ReLU in float32, one rounding to the output type.
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+        acc = acc + bias[None, :]
+    acc = tl.where(acc > 0, acc, 0.0)
+    y_ptrs = y_ptr + (img * syn + oh * syh + ow * syw)[:, None] + offs_n[None, :] * syc
+    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
+
+
+@triton.jit
+def _backward_input_tile(
+    g_ptr,
+    w_ptr,
+    img,
+    ih,
+    iw,
+    m_ok,
+    offs_n,
+    n_ok,
+    ph,
+    pw,
+    HO,
+    WO,
+    sgn,
+    sgh,
+    sgw,
+    sgc,
+    swo,
+    swh,
+    sww,
+    swc,
+    C_OUT: tl.constexpr,
+    STRIDE: tl.constexpr,
+    PRECISION: tl.constexpr,
+    DOT_IN_F32: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    WIDTH: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """dx tile [BLOCK_M pixels of one parity class, WIDTH channels]: sum over taps and Cout."""
+    # Taps that reach a pixel of parity (ph, pw): all 9 at stride 1; at stride 2, kh = 1 for even
+    # rows and kh in {0, 2} for odd rows (the same for columns).
+    if STRIDE == 1:
+        taps_h = 3
+        taps_w = 3
+    else:
+        taps_h = 1 + ph
+        taps_w = 1 + pw
+    K_BLOCKS: tl.constexpr = (C_OUT + BLOCK_K - 1) // BLOCK_K
+    offs_k = tl.arange(0, BLOCK_K)
+    acc = tl.full((BLOCK_M, WIDTH), 0.0, tl.float32)
+    for step in range(0, taps_h * taps_w * K_BLOCKS):
+        tap = step // K_BLOCKS
+        c0 = (step % K_BLOCKS) * BLOCK_K
+        if STRIDE == 1:
+            kh = tap // 3
+            kw = tap % 3
+        else:
+            kh = (1 - ph) + 2 * (tap // taps_w)
+            kw = (1 - pw) + 2 * (tap % taps_w)
+        # oh * STRIDE - 1 + kh = ih; th >= 0 is checked before dividing (C division truncates).
+        th = ih + 1 - kh
+        tw = iw + 1 - kw
+        oh = th // STRIDE
+        ow = tw // STRIDE
+        ok = m_ok & (th >= 0) & (tw >= 0) & (oh < HO) & (ow < WO)
+        cs = c0 + offs_k
+        g_off = (img * sgn + oh * sgh + ow * sgw)[:, None] + cs[None, :] * sgc
+        b_ptrs = w_ptr + (kh * swh + kw * sww) + cs[:, None] * swo + offs_n[None, :] * swc
+        if C_OUT % BLOCK_K == 0:
+            a_mask = ok[:, None]
+            b_mask = n_ok[None, :]
+        else:
+            k_ok = cs < C_OUT
+            a_mask = ok[:, None] & k_ok[None, :]
+            b_mask = k_ok[:, None] & n_ok[None, :]
+        a = tl.load(g_ptr + g_off, mask=a_mask, other=0.0)
+        b = tl.load(b_ptrs, mask=b_mask, other=0.0)
+        acc = _mma(a, b, acc, PRECISION, DOT_IN_F32)
+    return acc
+
+
+@triton.jit(do_not_specialize=["M_BUCKET"])
+def _conv3x3_backward_input_kernel(
+    g_ptr,
+    w_ptr,
+    wt_ptr,
+    dx_ptr,
+    dxt_ptr,
+    NB,
+    H,
+    W,
+    HO,
+    WO,
+    M_BUCKET,  # autotuning key only
+    sgn,
+    sgh,
+    sgw,
+    sgc,
+    swo,
+    swh,
+    sww,
+    swc,
+    stwo,
+    stwh,
+    stww,
+    stwc,
+    sdn,
+    sdh,
+    sdw,
+    sdc,
+    C_OUT: tl.constexpr,
+    C_MAIN: tl.constexpr,
+    C_TAIL: tl.constexpr,
+    STRIDE: tl.constexpr,
+    PRECISION: tl.constexpr,
+    DOT_IN_F32: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    # Axis 1: the parity class (ph, pw) of the input pixels (one class at stride 1).
+    cls = tl.program_id(1)
+    ph = cls // STRIDE
+    pw = cls % STRIDE
+    hc = (H - ph + STRIDE - 1) // STRIDE
+    wc = (W - pw + STRIDE - 1) // STRIDE
+    m_total = NB * hc * wc
+
+    # Axis 0: (pixel block, channel block); the last channel block is the tail, if any.
+    N_MAIN: tl.constexpr = (C_MAIN + BLOCK_N - 1) // BLOCK_N
+    N_BLOCKS: tl.constexpr = N_MAIN + (1 if C_TAIL > 0 else 0)
+    pid = tl.program_id(0)
+    pid_m = pid // N_BLOCKS
+    pid_n = pid % N_BLOCKS
+    if pid_m * BLOCK_M < m_total:
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        m_ok = offs_m < m_total
+        img = offs_m // (hc * wc)
+        rem = offs_m % (hc * wc)
+        ih = (rem // wc) * STRIDE + ph
+        iw = (rem % wc) * STRIDE + pw
+        dx_row = img * sdn + ih * sdh + iw * sdw
+        # (Names differ between the branches: Triton requires a name bound in both to keep its type.)
+        if pid_n < N_MAIN:
+            offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+            n_ok = offs_n < C_MAIN
+            acc_main = _backward_input_tile(
+                g_ptr, w_ptr, img, ih, iw, m_ok, offs_n, n_ok, ph, pw, HO, WO,
+                sgn, sgh, sgw, sgc, swo, swh, sww, swc,
+                C_OUT, STRIDE, PRECISION, DOT_IN_F32, BLOCK_M, BLOCK_N, BLOCK_K,
+            )  # fmt: skip
+            main_ptrs = dx_ptr + dx_row[:, None] + offs_n[None, :] * sdc
+            tl.store(main_ptrs, acc_main.to(dx_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
+        else:
+            offs_t = tl.arange(0, 16)
+            t_ok = offs_t < C_TAIL
+            acc_tail = _backward_input_tile(
+                g_ptr, wt_ptr, img, ih, iw, m_ok, offs_t, t_ok, ph, pw, HO, WO,
+                sgn, sgh, sgw, sgc, stwo, stwh, stww, stwc,
+                C_OUT, STRIDE, PRECISION, DOT_IN_F32, BLOCK_M, 16, BLOCK_K,
+            )  # fmt: skip
+            tail_ptrs = dxt_ptr + dx_row[:, None] + offs_t[None, :] * sdc
+            tl.store(tail_ptrs, acc_tail.to(dxt_ptr.dtype.element_ty), mask=m_ok[:, None] & t_ok[None, :])
+
+
+@triton.jit
+def _backward_weight_tile(
+    g_ptr,
+    x_ptr,
+    offs_co,
+    co_ok,
+    offs_c,
+    c_ok,
+    kh,
+    kw,
+    kb_start,
+    kb_end,
+    P,
+    H,
+    W,
+    HO,
+    WO,
+    sgn,
+    sgh,
+    sgw,
+    sgc,
+    sxn,
+    sxh,
+    sxw,
+    sxc,
+    STRIDE: tl.constexpr,
+    PRECISION: tl.constexpr,
+    DOT_IN_F32: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    WIDTH: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    WITH_BIAS: tl.constexpr,
+):
+    """dw tile [BLOCK_M output channels, WIDTH input channels] of tap (kh, kw) over pixel blocks
+    [kb_start, kb_end); with WITH_BIAS also the bias gradient of the BLOCK_M output channels."""
+    acc = tl.full((BLOCK_M, WIDTH), 0.0, tl.float32)
+    db = tl.full((BLOCK_M,), 0.0, tl.float32)
+    offs_k = tl.arange(0, BLOCK_K)
+    for kb in range(kb_start, kb_end):
+        offs_p = kb * BLOCK_K + offs_k
+        p_ok = offs_p < P
+        img = offs_p // (HO * WO)
+        pix = offs_p % (HO * WO)
+        oh = pix // WO
+        ow = pix % WO
+        g_off = offs_co[:, None] * sgc + (img * sgn + oh * sgh + ow * sgw)[None, :]
+        a_mask = co_ok[:, None] & p_ok[None, :]
+        a = tl.load(g_ptr + g_off, mask=a_mask, other=0.0)
+        ih = oh * STRIDE - 1 + kh
+        iw = ow * STRIDE - 1 + kw
+        ok = p_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        b_ptrs = x_ptr + (img * sxn + ih * sxh + iw * sxw)[:, None] + offs_c[None, :] * sxc
+        b = tl.load(b_ptrs, mask=ok[:, None] & c_ok[None, :], other=0.0)
+        acc = _mma(a, b, acc, PRECISION, DOT_IN_F32)
+        if WITH_BIAS:
+            db += tl.reduce(a.to(tl.float32), 1, _sum_combine)
+    return acc, db
+
+
+@triton.jit
+def _conv3x3_backward_weight_kernel(
+    g_ptr,
+    x_ptr,
+    xt_ptr,
+    dw_ptr,
+    db_ptr,
+    P,
+    H,
+    W,
+    HO,
+    WO,
+    SPLITS,
+    sgn,
+    sgh,
+    sgw,
+    sgc,
+    sxn,
+    sxh,
+    sxw,
+    sxc,
+    stn,
+    sth,
+    stw,
+    stc,
+    sds,
+    sdo,
+    sdt,
+    sdc,
+    sbs,
+    C_OUT: tl.constexpr,
+    C_MAIN: tl.constexpr,
+    C_TAIL: tl.constexpr,
+    STRIDE: tl.constexpr,
+    PRECISION: tl.constexpr,
+    DOT_IN_F32: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    # Axis 0: (Cout block, tap, Cin block), the last Cin block of each tap being the tail, if any.
+    # Axis 1: the split of the pixel range; each program writes its own float32 partial.
+    N_MAIN: tl.constexpr = (C_MAIN + BLOCK_N - 1) // BLOCK_N
+    N_BLOCKS: tl.constexpr = N_MAIN + (1 if C_TAIL > 0 else 0)
+    pid = tl.program_id(0)
+    split = tl.program_id(1)
+    pid_co = pid // (9 * N_BLOCKS)
+    col = pid % (9 * N_BLOCKS)
+    tap = col // N_BLOCKS
+    cb = col % N_BLOCKS
+    kh = tap // 3
+    kw = tap % 3
+
+    k_blocks = (P + BLOCK_K - 1) // BLOCK_K
+    per_split = (k_blocks + SPLITS - 1) // SPLITS
+    kb_start = split * per_split
+    kb_end = tl.minimum(kb_start + per_split, k_blocks)
+
+    offs_co = pid_co * BLOCK_M + tl.arange(0, BLOCK_M)
+    co_ok = offs_co < C_OUT
+    dw_row = split * sds + offs_co * sdo + tap * sdt
+
+    if cb < N_MAIN:
+        offs_c = cb * BLOCK_N + tl.arange(0, BLOCK_N)
+        c_ok = offs_c < C_MAIN
+        if col == 0:
+            acc_main, db_main = _backward_weight_tile(
+                g_ptr, x_ptr, offs_co, co_ok, offs_c, c_ok, kh, kw, kb_start, kb_end, P, H, W, HO, WO,
+                sgn, sgh, sgw, sgc, sxn, sxh, sxw, sxc,
+                STRIDE, PRECISION, DOT_IN_F32, BLOCK_M, BLOCK_N, BLOCK_K, True,
+            )  # fmt: skip
+            tl.store(db_ptr + split * sbs + offs_co, db_main, mask=co_ok)
+        else:
+            acc_main, db_main = _backward_weight_tile(
+                g_ptr, x_ptr, offs_co, co_ok, offs_c, c_ok, kh, kw, kb_start, kb_end, P, H, W, HO, WO,
+                sgn, sgh, sgw, sgc, sxn, sxh, sxw, sxc,
+                STRIDE, PRECISION, DOT_IN_F32, BLOCK_M, BLOCK_N, BLOCK_K, False,
+            )  # fmt: skip
+        main_ptrs = dw_ptr + dw_row[:, None] + offs_c[None, :] * sdc
+        tl.store(main_ptrs, acc_main, mask=co_ok[:, None] & c_ok[None, :])
+    else:
+        offs_t = tl.arange(0, 16)
+        t_ok = offs_t < C_TAIL
+        if col == 0:
+            acc_tail, db_tail = _backward_weight_tile(
+                g_ptr, xt_ptr, offs_co, co_ok, offs_t, t_ok, kh, kw, kb_start, kb_end, P, H, W, HO, WO,
+                sgn, sgh, sgw, sgc, stn, sth, stw, stc,
+                STRIDE, PRECISION, DOT_IN_F32, BLOCK_M, 16, BLOCK_K, True,
+            )  # fmt: skip
+            tl.store(db_ptr + split * sbs + offs_co, db_tail, mask=co_ok)
+        else:
+            acc_tail, db_tail = _backward_weight_tile(
+                g_ptr, xt_ptr, offs_co, co_ok, offs_t, t_ok, kh, kw, kb_start, kb_end, P, H, W, HO, WO,
+                sgn, sgh, sgw, sgc, stn, sth, stw, stc,
+                STRIDE, PRECISION, DOT_IN_F32, BLOCK_M, 16, BLOCK_K, False,
+            )  # fmt: skip
+        tail_ptrs = dw_ptr + dw_row[:, None] + (C_MAIN + offs_t[None, :]) * sdc
+        tl.store(tail_ptrs, acc_tail, mask=co_ok[:, None] & t_ok[None, :])
+
+
+# --------------------------------------------------------------------------------------------
+# Autotuning
+# --------------------------------------------------------------------------------------------
+
+
+def autotune_enabled() -> bool:
+    """False when MSRCNN_TRITON_AUTOTUNE is 0/false/off: every launch uses default_config()."""
+    return os.environ.get(AUTOTUNE_ENV, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def _config(block_m, block_n, block_k, warps, stages):
+    return triton.Config(
+        {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k}, num_warps=warps, num_stages=stages
+    )
+
+
+def forward_configs() -> list[triton.Config]:
+    """Forward tiles [BLOCK_M output pixels, BLOCK_N output channels], K step BLOCK_K channels.
+
+    128x128 (8 warps) is the workhorse for M = 100*196; the 64-row tiles fill 132 SMs when M is
+    small (the stride-2 layer has a quarter of the pixels); BLOCK_N = 256 reads each activation
+    tile once for Cout = 256.
+    """
+    return [
+        _config(128, 128, 64, 8, 3),
+        _config(128, 128, 32, 4, 4),
+        _config(128, 256, 64, 8, 3),
+        _config(64, 256, 64, 8, 3),
+        _config(128, 64, 64, 4, 4),
+        _config(64, 128, 64, 4, 4),
+        _config(64, 128, 32, 4, 5),
+        _config(64, 64, 64, 4, 4),
+    ]
+
+
+def backward_input_configs() -> list[triton.Config]:
+    """Backward-input tiles [BLOCK_M input pixels of one parity class, BLOCK_N input channels],
+    K step BLOCK_K output channels; at stride 2 each class has a quarter of the pixels."""
+    return forward_configs()
+
+
+def backward_weight_configs() -> list[triton.Config]:
+    """Backward-weight tiles [BLOCK_M output channels, BLOCK_N input channels] of one tap,
+    K step BLOCK_K pixels."""
+    return [
+        _config(128, 128, 64, 8, 3),
+        _config(128, 128, 32, 4, 4),
+        _config(64, 128, 64, 4, 4),
+        _config(128, 64, 64, 4, 4),
+        _config(64, 64, 64, 4, 4),
+        _config(64, 64, 128, 4, 3),
+    ]
+
+
+def default_config(kernel: str, *, interpret: bool = False) -> triton.Config:
+    """The config used when autotuning is off: the first of the kernel's list on a GPU; 32-wide
+    tiles under the interpreter, where the time goes per tile and per K step, not per element
+    (tests pass 16-wide tiles explicitly where they need several K steps)."""
+    if interpret:
+        return _config(32, 32, 32, 1, 1)
+    configs = {"forward": forward_configs, "backward_input": backward_input_configs}
+    configs["backward_weight"] = backward_weight_configs
+    return configs[kernel]()[0]
+
+
+def _m_bucket(m) -> int:
+    """Autotuning key for the GEMM's M: the power-of-two bucket of M / 1024 (0 when symbolic)."""
+    if not isinstance(m, int):
+        return 0
+    return triton.next_power_of_2(max(1, m // 1024))
+
+
+_forward_autotuned = triton.autotune(
+    configs=forward_configs(), key=["M_BUCKET", "C_OUT", "C_MAIN", "C_TAIL", "STRIDE", "HAS_BIAS"]
+)(_conv3x3_forward_kernel)
+_backward_input_autotuned = triton.autotune(
+    configs=backward_input_configs(), key=["M_BUCKET", "C_OUT", "C_MAIN", "C_TAIL", "STRIDE"]
+)(_conv3x3_backward_input_kernel)
+_backward_weight_autotuned = triton.autotune(
+    configs=backward_weight_configs(), key=["SPLITS", "C_OUT", "C_MAIN", "C_TAIL", "STRIDE"]
+)(_conv3x3_backward_weight_kernel)
+
+
+# --------------------------------------------------------------------------------------------
+# Interpreter
+# --------------------------------------------------------------------------------------------
+
+
+def interpreting() -> bool:
+    """TRITON_INTERPRET=1 now (read at call time, as Triton itself does)."""
+    return bool(triton.knobs.runtime.interpret)
+
+
+@contextlib.contextmanager
+def _env(name, value):
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = before
+
+
+@functools.cache
+def _interpreted_module():
+    """A second copy of this module, imported with TRITON_INTERPRET=1.
+
+    ``triton.jit`` picks compiled or interpreted when it decorates, so kernels imported without
+    TRITON_INTERPRET (as msrcnn_fast is, by pytest's first conftest) would not run on CPU tensors
+    later. The copy's kernels and their @jit helpers are all InterpretedFunctions.
+    """
+    name = __name__ + "._interpreted"
+    spec = importlib.util.spec_from_file_location(name, __file__)
+    module = importlib.util.module_from_spec(spec)
+    with _env("TRITON_INTERPRET", "1"):
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            del sys.modules[name]
+    return module
+
+
+def _runnable(kernel):
+    """The kernel itself, or its interpreted twin when TRITON_INTERPRET=1 and it was compiled."""
+    if interpreting() and not _is_interpreted(kernel):
+        return getattr(_interpreted_module(), kernel.fn.__name__)
+    return kernel
+
+
+def _is_interpreted(kernel) -> bool:
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(kernel, InterpretedFunction)
+
+
+# --------------------------------------------------------------------------------------------
+# Launchers
+# --------------------------------------------------------------------------------------------
+
+
+def split_channels(channels: int) -> tuple[int, int]:
+    """(C_MAIN, C_TAIL): the largest multiple of 16 and the rest, e.g. 257 -> (256, 1)."""
+    tail = channels % TAIL_BLOCK
+    return channels - tail, tail
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    """float32 follows cuDNN's convolution setting (TF32 by default, as F.conv2d)."""
+    if dtype != torch.float32:
+        return "ieee"
+    try:
+        precision = torch.backends.cudnn.conv.fp32_precision
+        if precision == "none":
+            precision = torch.backends.fp32_precision
+        return "tf32" if precision == "tf32" else "ieee"
+    except AttributeError:  # torch without the fp32_precision API
+        return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+
+
+def _dot_in_f32(dtype: torch.dtype) -> bool:
+    return dtype == torch.bfloat16 and interpreting()
+
+
+def _num_sms(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return _INTERPRETER_SMS
+
+
+def _launch_config(kernel_name, config):
+    """(use the autotuner?, keyword arguments of an explicit config)."""
+    if config is None and autotune_enabled() and not interpreting():
+        return True, {}
+    if config is None:
+        config = default_config(kernel_name, interpret=interpreting())
+    return False, {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
+
+
+def _nhwc_strides(t: torch.Tensor) -> tuple[int, int, int, int]:
+    """Strides of an [N, C, H, W] tensor in (n, h, w, c) order."""
+    return t.stride(0), t.stride(2), t.stride(3), t.stride(1)
+
+
+def _whwc_strides(w: torch.Tensor) -> tuple[int, int, int, int]:
+    """Strides of an [Cout, Cin, 3, 3] weight in (cout, kh, kw, cin) order."""
+    return w.stride(0), w.stride(2), w.stride(3), w.stride(1)
+
+
+def _check_index_range(*tensors):
+    for t in tensors:
+        if t.numel() >= 2**31:
+            raise ValueError(f"conv3x3: tensors of 2^31 or more elements are not supported (got {tuple(t.shape)})")
+
+
+def _split_input(x: torch.Tensor):
+    """(main channels, channels-last; tail channels, a strided view); either may be empty."""
+    c_main, _ = split_channels(x.size(1))
+    return x[:, :c_main].contiguous(memory_format=torch.channels_last), x[:, c_main:]
+
+
+def _split_weight(w: torch.Tensor):
+    """(main channels as [Cout, 3, 3, C_MAIN] data viewed as [Cout, C_MAIN, 3, 3]; tail view)."""
+    c_main, _ = split_channels(w.size(1))
+    return w[:, :c_main].contiguous(memory_format=torch.channels_last), w[:, c_main:]
+
+
+def _nonempty(t: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """Kernels never read a channel group that is empty; give them a valid pointer anyway."""
+    return t if t.numel() > 0 else fallback
+
+
+def conv3x3_forward(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: int,
+    *,
+    config: triton.Config | None = None,
+) -> torch.Tensor:
+    """relu(conv2d(x, weight, bias, stride, padding=1)), channels-last, in x's dtype.
+
+    x: [N, Cin, H, W] (any layout), weight: [Cout, Cin, 3, 3], bias: [Cout] or None.
+    ``config``: run this config instead of autotuning (tests, experiments).
+    """
+    n, c_in, h, w = x.shape
+    c_out = weight.size(0)
+    c_main, c_tail = split_channels(c_in)
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    y = torch.empty((n, c_out, ho, wo), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    m = n * ho * wo
+    if m == 0 or c_out == 0:
+        return y
+    x_main, x_tail = _split_input(x)
+    w_main, w_tail = _split_weight(weight)
+    _check_index_range(x_main, y)
+    x_main, x_tail = _nonempty(x_main, x_tail), _nonempty(x_tail, x_main)
+    w_main, w_tail = _nonempty(w_main, w_tail), _nonempty(w_tail, w_main)
+    autotuned, kwargs = _launch_config("forward", config)
+    kernel = _forward_autotuned if autotuned else _runnable(_conv3x3_forward_kernel)
+
+    def grid(meta):
+        return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(c_out, meta["BLOCK_N"]),)
+
+    wrap_triton(kernel)[grid](
+        x_main, x_tail, w_main, w_tail, bias if bias is not None else w_main, y,
+        m, h, w, ho, wo, _m_bucket(m),
+        *_nhwc_strides(x_main), *_nhwc_strides(x_tail), *_whwc_strides(w_main), *_whwc_strides(w_tail),
+        *_nhwc_strides(y),
+        C_OUT=c_out, C_MAIN=c_main, C_TAIL=c_tail, STRIDE=stride, HAS_BIAS=bias is not None,
+        PRECISION=_dot_precision(x.dtype), DOT_IN_F32=_dot_in_f32(x.dtype), **kwargs,
+    )  # fmt: skip
+    return y
+
+
+def conv3x3_backward_input(
+    grad: torch.Tensor,
+    weight: torch.Tensor,
+    stride: int,
+    height: int,
+    width: int,
+    *,
+    config: triton.Config | None = None,
+) -> torch.Tensor:
+    """Gradient of the input of a 3x3 convolution (padding 1): conv_transpose(grad, weight).
+
+    grad: [N, Cout, Ho, Wo], the gradient of the convolution's output (for conv3x3_forward,
+    already multiplied by the ReLU mask); weight: [Cout, Cin, 3, 3]. Returns [N, Cin, height,
+    width], channels-last, in grad's dtype.
+    """
+    n, c_out, ho, wo = grad.shape
+    c_in = weight.size(1)
+    c_main, c_tail = split_channels(c_in)
+    dx = torch.empty((n, c_in, height, width), dtype=grad.dtype, device=grad.device, memory_format=torch.channels_last)
+    if dx.numel() == 0:
+        return dx
+    if c_out == 0 or ho * wo == 0:
+        return dx.zero_()
+    grad = grad.contiguous(memory_format=torch.channels_last)
+    w_main, w_tail = _split_weight(weight)
+    w_main, w_tail = _nonempty(w_main, w_tail), _nonempty(w_tail, w_main)
+    dx_main, dx_tail = _nonempty(dx[:, :c_main], dx), _nonempty(dx[:, c_main:], dx)
+    _check_index_range(grad, dx)
+    autotuned, kwargs = _launch_config("backward_input", config)
+    kernel = _backward_input_autotuned if autotuned else _runnable(_conv3x3_backward_input_kernel)
+    # The largest parity class has ceil(H / s) x ceil(W / s) pixels; smaller ones exit early.
+    m_class = n * triton.cdiv(height, stride) * triton.cdiv(width, stride)
+    n_blocks_tail = 1 if c_tail > 0 else 0
+
+    def grid(meta):
+        n_blocks = triton.cdiv(c_main, meta["BLOCK_N"]) + n_blocks_tail
+        return (triton.cdiv(m_class, meta["BLOCK_M"]) * n_blocks, stride * stride)
+
+    wrap_triton(kernel)[grid](
+        grad, w_main, w_tail, dx_main, dx_tail,
+        n, height, width, ho, wo, _m_bucket(m_class),
+        *_nhwc_strides(grad), *_whwc_strides(w_main), *_whwc_strides(w_tail), *_nhwc_strides(dx),
+        C_OUT=c_out, C_MAIN=c_main, C_TAIL=c_tail, STRIDE=stride, PRECISION=_dot_precision(grad.dtype),
+        DOT_IN_F32=_dot_in_f32(grad.dtype), **kwargs,
+    )  # fmt: skip
+    return dx
+
+
+def weight_grad_splits(pixels: int, c_out: int, c_in: int, num_sms: int, *, min_pixels: int = 512) -> int:
+    """Split-K factor of the weight gradient: about two programs per SM, each with at least
+    ``min_pixels`` pixels of reduction, counting tiles as the nominal 128x128 config has them.
+    Depends on the shapes only, not the config, so the partial buffer's size is known."""
+    tiles = triton.cdiv(c_out, 128) * 9 * triton.cdiv(c_in, 128)
+    want = triton.cdiv(2 * num_sms, tiles)
+    return max(1, min(want, pixels // min_pixels))
+
+
+def conv3x3_backward_weight(
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    stride: int,
+    *,
+    config: triton.Config | None = None,
+    splits: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of the weight [Cout, Cin, 3, 3] and bias [Cout] of a 3x3 convolution (padding 1)
+    of x, given the gradient of its output (for conv3x3_forward, already multiplied by the ReLU
+    mask); in x's dtype.
+
+    ``splits``: split-K factor (default: weight_grad_splits); the float32 partials are summed
+    in a fixed order, so the result does not depend on scheduling.
+    """
+    n, c_in, h, w = x.shape
+    _, c_out, ho, wo = grad.shape
+    c_main, c_tail = split_channels(c_in)
+    pixels = n * ho * wo
+    if splits is None:
+        min_pixels = 32 if interpreting() else 512
+        splits = weight_grad_splits(pixels, c_out, c_in, _num_sms(x.device), min_pixels=min_pixels)
+    partial_w = torch.empty((splits, c_out, 9, c_in), dtype=torch.float32, device=x.device)
+    partial_b = torch.empty((splits, c_out), dtype=torch.float32, device=x.device)
+    if pixels == 0 or c_out == 0 or c_in == 0:
+        partial_w.zero_()
+        partial_b.zero_()
+    else:
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        x_main, x_tail = _split_input(x)
+        x_main, x_tail = _nonempty(x_main, x_tail), _nonempty(x_tail, x_main)
+        _check_index_range(grad, x_main, partial_w)
+        autotuned, kwargs = _launch_config("backward_weight", config)
+        kernel = _backward_weight_autotuned if autotuned else _runnable(_conv3x3_backward_weight_kernel)
+        n_blocks_tail = 1 if c_tail > 0 else 0
+
+        def grid(meta):
+            n_blocks = triton.cdiv(c_main, meta["BLOCK_N"]) + n_blocks_tail
+            return (triton.cdiv(c_out, meta["BLOCK_M"]) * 9 * n_blocks, splits)
+
+        wrap_triton(kernel)[grid](
+            grad, x_main, x_tail, partial_w, partial_b,
+            pixels, h, w, ho, wo, splits,
+            *_nhwc_strides(grad), *_nhwc_strides(x_main), *_nhwc_strides(x_tail),
+            *partial_w.stride(), partial_b.stride(0),
+            C_OUT=c_out, C_MAIN=c_main, C_TAIL=c_tail, STRIDE=stride, PRECISION=_dot_precision(x.dtype),
+            DOT_IN_F32=_dot_in_f32(x.dtype), **kwargs,
+        )  # fmt: skip
+    dw = partial_w[0] if splits == 1 else partial_w.sum(0)
+    db = partial_b[0] if splits == 1 else partial_b.sum(0)
+    dw = dw.view(c_out, 3, 3, c_in).permute(0, 3, 1, 2)
+    return dw.to(x.dtype, memory_format=torch.contiguous_format), db.to(x.dtype)

@@ -18,11 +18,15 @@ the kernels instead would load a second operand tile (y) per K step in both kern
 the first operand through registers; compiled for sm_90, that took the backward-input kernel
 to 255 registers with spills.
 
-Channels: Cin is split into C_MAIN = Cin - Cin % 16 channels, read from a channels-last tensor
-in full K blocks, and C_TAIL = Cin % 16 tail channels (the MaskIoU head's 257th input channel,
-the mask) that run as one zero-padded 16-wide MMA step per tap from their own strided view.
-For Cin = 257 that costs 16/256 = 6 % extra MMA work on that layer, where one masked 64-wide
-K block per tap would cost 25 % and misalign every row of the 256 main channels.
+Channels: Cin is split into C_MAIN = Cin - Cin % 16 channels, run in full K blocks, and C_TAIL =
+Cin % 16 tail channels (the MaskIoU head's 257th input channel, the mask) that run as one
+16-wide MMA step per tap. Activations and weights are read from channels-last buffers whose
+pixel rows hold C_MAIN + 16 channels, zero beyond Cin (257 -> 272: one copy, which an NCHW input
+needs anyway), so every row is 32-byte aligned and no load is masked along K. For Cin = 257 the
+tail costs 16/256 = 6 % extra MMA work on that layer, where one masked 64-wide K block per tap
+would cost 25 % and leave the 257-channel rows unaligned (unaligned rows cost 30-90 registers
+per thread in these kernels, from the compiler's sm_90 register counts). Input and weight
+gradients are written into such padded buffers too.
 
 The launchers (``conv3x3_forward``, ``conv3x3_backward_input``, ``conv3x3_backward_weight``) take
 tensors on a CUDA device, or CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1``),
@@ -54,6 +58,7 @@ __all__ = [
     "default_config",
     "forward_configs",
     "interpreting",
+    "padded_channels",
     "split_channels",
     "weight_grad_splits",
 ]
@@ -88,9 +93,7 @@ def _mma(a, b, acc, PRECISION: tl.constexpr, DOT_IN_F32: tl.constexpr):
 @triton.jit(do_not_specialize=["M_BUCKET"])
 def _conv3x3_forward_kernel(
     x_ptr,
-    xt_ptr,
     w_ptr,
-    wt_ptr,
     b_ptr,
     y_ptr,
     M,
@@ -103,18 +106,10 @@ def _conv3x3_forward_kernel(
     sxh,
     sxw,
     sxc,
-    stn,
-    sth,
-    stw,
-    stc,
     swo,
     swh,
     sww,
     swc,
-    stwo,
-    stwh,
-    stww,
-    stwc,
     syn,
     syh,
     syw,
@@ -130,6 +125,8 @@ def _conv3x3_forward_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
+    # x: [N, Cpad, H, W] and w: [Cout, Cpad, 3, 3], channels-last with Cpad = C_MAIN + 16 when
+    # C_TAIL > 0 (channels C_MAIN + C_TAIL .. Cpad are zeros), so no load is masked along K.
     # Programs along N (Cout) are adjacent, so the few that read one activation tile run together.
     pid = tl.program_id(0)
     num_pid_n = (C_OUT + BLOCK_N - 1) // BLOCK_N
@@ -172,18 +169,18 @@ def _conv3x3_forward_kernel(
             b = tl.load(b_ptrs, mask=k_ok[:, None] & n_ok[None, :], other=0.0)
         acc = _mma(a, b, acc, PRECISION, DOT_IN_F32)
 
-    # Tail channels (Cin % 16, e.g. the MaskIoU head's mask channel): one padded step per tap.
+    # Tail channels (Cin % 16, e.g. the MaskIoU head's mask channel): one zero-padded 16-wide
+    # step per tap. (A loop: unrolled, the 9 taps' loads were hoisted together, +16 registers.)
     if C_TAIL > 0:
-        offs_t = tl.arange(0, 16)
-        t_ok = offs_t < C_TAIL
-        for tap in tl.static_range(9):
+        offs_t = C_MAIN + tl.arange(0, 16)
+        for tap in range(0, 9):
             ih = ih0 + tap // 3
             iw = iw0 + tap % 3
             ok = m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            a_ptrs = xt_ptr + (img * stn + ih * sth + iw * stw)[:, None] + offs_t[None, :] * stc
-            b_ptrs = wt_ptr + ((tap // 3) * stwh + (tap % 3) * stww) + offs_t[:, None] * stwc + offs_n[None, :] * stwo
-            a = tl.load(a_ptrs, mask=ok[:, None] & t_ok[None, :], other=0.0)
-            b = tl.load(b_ptrs, mask=t_ok[:, None] & n_ok[None, :], other=0.0)
+            a_ptrs = x_ptr + (img * sxn + ih * sxh + iw * sxw)[:, None] + offs_t[None, :] * sxc
+            b_ptrs = w_ptr + ((tap // 3) * swh + (tap % 3) * sww) + offs_t[:, None] * swc + offs_n[None, :] * swo
+            a = tl.load(a_ptrs, mask=ok[:, None], other=0.0)
+            b = tl.load(b_ptrs, mask=n_ok[None, :], other=0.0)
             acc = _mma(a, b, acc, PRECISION, DOT_IN_F32)
 
     # Epilogue: bias and ReLU in float32, one rounding to the output type.
@@ -272,9 +269,7 @@ def _backward_input_tile(
 def _conv3x3_backward_input_kernel(
     g_ptr,
     w_ptr,
-    wt_ptr,
     dx_ptr,
-    dxt_ptr,
     NB,
     H,
     W,
@@ -289,10 +284,6 @@ def _conv3x3_backward_input_kernel(
     swh,
     sww,
     swc,
-    stwo,
-    stwh,
-    stww,
-    stwc,
     sdn,
     sdh,
     sdw,
@@ -306,7 +297,10 @@ def _conv3x3_backward_input_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    TAIL_PART: tl.constexpr,
 ):
+    # w: [Cout, Cpad, 3, 3] and dx: [N, Cpad, H, W], channels-last, Cpad as in the forward; the
+    # tail channels' padding of dx is written too (it lies outside the Cin channels returned).
     # Axis 1: the parity class (ph, pw) of the input pixels (one class at stride 1).
     cls = tl.program_id(1)
     ph = cls // STRIDE
@@ -315,9 +309,10 @@ def _conv3x3_backward_input_kernel(
     wc = (W - pw + STRIDE - 1) // STRIDE
     m_total = NB * hc * wc
 
-    # Axis 0: (pixel block, channel block); the last channel block is the tail, if any.
-    N_MAIN: tl.constexpr = (C_MAIN + BLOCK_N - 1) // BLOCK_N
-    N_BLOCKS: tl.constexpr = N_MAIN + (1 if C_TAIL > 0 else 0)
+    # Axis 0: (pixel block, channel block) of the main channels, or pixel blocks of the tail
+    # channels in the TAIL_PART launch. (One launch for both roles costs registers: ptxas kept
+    # both roles' live ranges, 212 registers against 119 + 48 apart, fp16, 128x128 tiles, sm_90.)
+    N_BLOCKS: tl.constexpr = 1 if TAIL_PART else (C_MAIN + BLOCK_N - 1) // BLOCK_N
     pid = tl.program_id(0)
     pid_m = pid // N_BLOCKS
     pid_n = pid % N_BLOCKS
@@ -328,28 +323,21 @@ def _conv3x3_backward_input_kernel(
         rem = offs_m % (hc * wc)
         ih = (rem // wc) * STRIDE + ph
         iw = (rem % wc) * STRIDE + pw
-        dx_row = img * sdn + ih * sdh + iw * sdw
-        # (Names differ between the branches: Triton requires a name bound in both to keep its type.)
-        if pid_n < N_MAIN:
+        if TAIL_PART:
+            offs_n = C_MAIN + tl.arange(0, 16)
+            n_ok = offs_n < C_MAIN + 16  # all true: the padding is written
+            WIDTH: tl.constexpr = 16
+        else:
             offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
             n_ok = offs_n < C_MAIN
-            acc_main = _backward_input_tile(
-                g_ptr, w_ptr, img, ih, iw, m_ok, offs_n, n_ok, ph, pw, HO, WO,
-                sgn, sgh, sgw, sgc, swo, swh, sww, swc,
-                C_OUT, STRIDE, PRECISION, DOT_IN_F32, BLOCK_M, BLOCK_N, BLOCK_K,
-            )  # fmt: skip
-            main_ptrs = dx_ptr + dx_row[:, None] + offs_n[None, :] * sdc
-            tl.store(main_ptrs, acc_main.to(dx_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
-        else:
-            offs_t = tl.arange(0, 16)
-            t_ok = offs_t < C_TAIL
-            acc_tail = _backward_input_tile(
-                g_ptr, wt_ptr, img, ih, iw, m_ok, offs_t, t_ok, ph, pw, HO, WO,
-                sgn, sgh, sgw, sgc, stwo, stwh, stww, stwc,
-                C_OUT, STRIDE, PRECISION, DOT_IN_F32, BLOCK_M, 16, BLOCK_K,
-            )  # fmt: skip
-            tail_ptrs = dxt_ptr + dx_row[:, None] + offs_t[None, :] * sdc
-            tl.store(tail_ptrs, acc_tail.to(dxt_ptr.dtype.element_ty), mask=m_ok[:, None] & t_ok[None, :])
+            WIDTH: tl.constexpr = BLOCK_N
+        acc = _backward_input_tile(
+            g_ptr, w_ptr, img, ih, iw, m_ok, offs_n, n_ok, ph, pw, HO, WO,
+            sgn, sgh, sgw, sgc, swo, swh, sww, swc,
+            C_OUT, STRIDE, PRECISION, DOT_IN_F32, BLOCK_M, WIDTH, BLOCK_K,
+        )  # fmt: skip
+        ptrs = dx_ptr + (img * sdn + ih * sdh + iw * sdw)[:, None] + offs_n[None, :] * sdc
+        tl.store(ptrs, acc.to(dx_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
 
 
 @triton.jit
@@ -398,8 +386,7 @@ def _backward_weight_tile(
         oh = pix // WO
         ow = pix % WO
         g_off = offs_co[:, None] * sgc + (img * sgn + oh * sgh + ow * sgw)[None, :]
-        a_mask = co_ok[:, None] & p_ok[None, :]
-        a = tl.load(g_ptr + g_off, mask=a_mask, other=0.0)
+        a = tl.load(g_ptr + g_off, mask=co_ok[:, None] & p_ok[None, :], other=0.0)
         ih = oh * STRIDE - 1 + kh
         iw = ow * STRIDE - 1 + kw
         ok = p_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
@@ -415,7 +402,6 @@ def _backward_weight_tile(
 def _conv3x3_backward_weight_kernel(
     g_ptr,
     x_ptr,
-    xt_ptr,
     dw_ptr,
     db_ptr,
     P,
@@ -432,10 +418,6 @@ def _conv3x3_backward_weight_kernel(
     sxh,
     sxw,
     sxc,
-    stn,
-    sth,
-    stw,
-    stc,
     sds,
     sdo,
     sdt,
@@ -450,11 +432,16 @@ def _conv3x3_backward_weight_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    TAIL_PART: tl.constexpr,
 ):
-    # Axis 0: (Cout block, tap, Cin block), the last Cin block of each tap being the tail, if any.
+    # x: [N, Cpad, H, W] channels-last as in the forward; dw: float32 partials [SPLITS, Cout, 9,
+    # Cpad] (the tail's padding is written too).
+    # Axis 0: (Cout block, tap, Cin block) of the main channels, or (Cout block, tap) of the tail
+    # channels in the TAIL_PART launch (a launch of its own, as in the input gradient).
     # Axis 1: the split of the pixel range; each program writes its own float32 partial.
-    N_MAIN: tl.constexpr = (C_MAIN + BLOCK_N - 1) // BLOCK_N
-    N_BLOCKS: tl.constexpr = N_MAIN + (1 if C_TAIL > 0 else 0)
+    # The bias gradient comes from column 0 of the main launch, or of the tail one without main.
+    N_BLOCKS: tl.constexpr = 1 if TAIL_PART else (C_MAIN + BLOCK_N - 1) // BLOCK_N
+    BIAS_HERE: tl.constexpr = (not TAIL_PART) or C_MAIN == 0
     pid = tl.program_id(0)
     split = tl.program_id(1)
     pid_co = pid // (9 * N_BLOCKS)
@@ -471,44 +458,29 @@ def _conv3x3_backward_weight_kernel(
 
     offs_co = pid_co * BLOCK_M + tl.arange(0, BLOCK_M)
     co_ok = offs_co < C_OUT
-    dw_row = split * sds + offs_co * sdo + tap * sdt
-
-    if cb < N_MAIN:
+    if TAIL_PART:
+        offs_c = C_MAIN + tl.arange(0, 16)
+        c_ok = offs_c < C_MAIN + 16  # all true: zero-padded input, padded partials
+        WIDTH: tl.constexpr = 16
+    else:
         offs_c = cb * BLOCK_N + tl.arange(0, BLOCK_N)
         c_ok = offs_c < C_MAIN
-        if col == 0:
-            acc_main, db_main = _backward_weight_tile(
-                g_ptr, x_ptr, offs_co, co_ok, offs_c, c_ok, kh, kw, kb_start, kb_end, P, H, W, HO, WO,
-                sgn, sgh, sgw, sgc, sxn, sxh, sxw, sxc,
-                STRIDE, PRECISION, DOT_IN_F32, BLOCK_M, BLOCK_N, BLOCK_K, True,
-            )  # fmt: skip
-            tl.store(db_ptr + split * sbs + offs_co, db_main, mask=co_ok)
-        else:
-            acc_main, db_main = _backward_weight_tile(
-                g_ptr, x_ptr, offs_co, co_ok, offs_c, c_ok, kh, kw, kb_start, kb_end, P, H, W, HO, WO,
-                sgn, sgh, sgw, sgc, sxn, sxh, sxw, sxc,
-                STRIDE, PRECISION, DOT_IN_F32, BLOCK_M, BLOCK_N, BLOCK_K, False,
-            )  # fmt: skip
-        main_ptrs = dw_ptr + dw_row[:, None] + offs_c[None, :] * sdc
-        tl.store(main_ptrs, acc_main, mask=co_ok[:, None] & c_ok[None, :])
+        WIDTH: tl.constexpr = BLOCK_N
+    if BIAS_HERE and col == 0:
+        acc, db = _backward_weight_tile(
+            g_ptr, x_ptr, offs_co, co_ok, offs_c, c_ok, kh, kw, kb_start, kb_end, P, H, W, HO, WO,
+            sgn, sgh, sgw, sgc, sxn, sxh, sxw, sxc,
+            STRIDE, PRECISION, DOT_IN_F32, BLOCK_M, WIDTH, BLOCK_K, True,
+        )  # fmt: skip
+        tl.store(db_ptr + split * sbs + offs_co, db, mask=co_ok)
     else:
-        offs_t = tl.arange(0, 16)
-        t_ok = offs_t < C_TAIL
-        if col == 0:
-            acc_tail, db_tail = _backward_weight_tile(
-                g_ptr, xt_ptr, offs_co, co_ok, offs_t, t_ok, kh, kw, kb_start, kb_end, P, H, W, HO, WO,
-                sgn, sgh, sgw, sgc, stn, sth, stw, stc,
-                STRIDE, PRECISION, DOT_IN_F32, BLOCK_M, 16, BLOCK_K, True,
-            )  # fmt: skip
-            tl.store(db_ptr + split * sbs + offs_co, db_tail, mask=co_ok)
-        else:
-            acc_tail, db_tail = _backward_weight_tile(
-                g_ptr, xt_ptr, offs_co, co_ok, offs_t, t_ok, kh, kw, kb_start, kb_end, P, H, W, HO, WO,
-                sgn, sgh, sgw, sgc, stn, sth, stw, stc,
-                STRIDE, PRECISION, DOT_IN_F32, BLOCK_M, 16, BLOCK_K, False,
-            )  # fmt: skip
-        tail_ptrs = dw_ptr + dw_row[:, None] + (C_MAIN + offs_t[None, :]) * sdc
-        tl.store(tail_ptrs, acc_tail, mask=co_ok[:, None] & t_ok[None, :])
+        acc, db = _backward_weight_tile(
+            g_ptr, x_ptr, offs_co, co_ok, offs_c, c_ok, kh, kw, kb_start, kb_end, P, H, W, HO, WO,
+            sgn, sgh, sgw, sgc, sxn, sxh, sxw, sxc,
+            STRIDE, PRECISION, DOT_IN_F32, BLOCK_M, WIDTH, BLOCK_K, False,
+        )  # fmt: skip
+    ptrs = dw_ptr + (split * sds + offs_co * sdo + tap * sdt)[:, None] + offs_c[None, :] * sdc
+    tl.store(ptrs, acc, mask=co_ok[:, None] & c_ok[None, :])
 
 
 # --------------------------------------------------------------------------------------------
@@ -587,10 +559,10 @@ _forward_autotuned = triton.autotune(
     configs=forward_configs(), key=["M_BUCKET", "C_OUT", "C_MAIN", "C_TAIL", "STRIDE", "HAS_BIAS"]
 )(_conv3x3_forward_kernel)
 _backward_input_autotuned = triton.autotune(
-    configs=backward_input_configs(), key=["M_BUCKET", "C_OUT", "C_MAIN", "C_TAIL", "STRIDE"]
+    configs=backward_input_configs(), key=["M_BUCKET", "C_OUT", "C_MAIN", "C_TAIL", "STRIDE", "TAIL_PART"]
 )(_conv3x3_backward_input_kernel)
 _backward_weight_autotuned = triton.autotune(
-    configs=backward_weight_configs(), key=["SPLITS", "C_OUT", "C_MAIN", "C_TAIL", "STRIDE"]
+    configs=backward_weight_configs(), key=["SPLITS", "C_OUT", "C_MAIN", "C_TAIL", "STRIDE", "TAIL_PART"]
 )(_conv3x3_backward_weight_kernel)
 
 
@@ -661,6 +633,13 @@ def split_channels(channels: int) -> tuple[int, int]:
     return channels - tail, tail
 
 
+def padded_channels(channels: int) -> int:
+    """Channels of the channels-last buffers the kernels read and write: C_MAIN, plus 16 when
+    there is a tail (257 -> 272), so that every pixel's row is 32-byte aligned."""
+    c_main, c_tail = split_channels(channels)
+    return c_main + (TAIL_BLOCK if c_tail else 0)
+
+
 def _dot_precision(dtype: torch.dtype) -> str:
     """float32 follows cuDNN's convolution setting (TF32 by default, as F.conv2d)."""
     if dtype != torch.float32:
@@ -709,21 +688,25 @@ def _check_index_range(*tensors):
             raise ValueError(f"conv3x3: tensors of 2^31 or more elements are not supported (got {tuple(t.shape)})")
 
 
-def _split_input(x: torch.Tensor):
-    """(main channels, channels-last; tail channels, a strided view); either may be empty."""
-    c_main, _ = split_channels(x.size(1))
-    return x[:, :c_main].contiguous(memory_format=torch.channels_last), x[:, c_main:]
+def _padded_channels_last(t: torch.Tensor) -> torch.Tensor:
+    """t [N, C, H, W] as [N, padded_channels(C), H, W] channels-last, zeros in the padding.
+
+    No copy when t is channels-last already and needs no padding (the head's 256-channel maps)."""
+    n, c, h, w = t.shape
+    c_pad = padded_channels(c)
+    if c_pad == c:
+        return t.contiguous(memory_format=torch.channels_last)
+    rows = t.new_empty((n, h, w, c_pad))
+    rows[..., c:].zero_()
+    rows[..., :c].copy_(t.permute(0, 2, 3, 1))
+    return rows.permute(0, 3, 1, 2)
 
 
-def _split_weight(w: torch.Tensor):
-    """(main channels as [Cout, 3, 3, C_MAIN] data viewed as [Cout, C_MAIN, 3, 3]; tail view)."""
-    c_main, _ = split_channels(w.size(1))
-    return w[:, :c_main].contiguous(memory_format=torch.channels_last), w[:, c_main:]
-
-
-def _nonempty(t: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
-    """Kernels never read a channel group that is empty; give them a valid pointer anyway."""
-    return t if t.numel() > 0 else fallback
+def _empty_padded_channels_last(n, c, h, w, *, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(buffer [N, padded_channels(C), H, W], its first C channels), channels-last."""
+    rows = torch.empty((n, h, w, padded_channels(c)), dtype=dtype, device=device)
+    padded = rows.permute(0, 3, 1, 2)
+    return padded, padded[:, :c]
 
 
 def conv3x3_forward(
@@ -747,11 +730,11 @@ def conv3x3_forward(
     m = n * ho * wo
     if m == 0 or c_out == 0:
         return y
-    x_main, x_tail = _split_input(x)
-    w_main, w_tail = _split_weight(weight)
-    _check_index_range(x_main, y)
-    x_main, x_tail = _nonempty(x_main, x_tail), _nonempty(x_tail, x_main)
-    w_main, w_tail = _nonempty(w_main, w_tail), _nonempty(w_tail, w_main)
+    if c_in == 0:
+        return y.copy_(torch.relu(bias).view(1, -1, 1, 1).expand_as(y)) if bias is not None else y.zero_()
+    x = _padded_channels_last(x)
+    weight = _padded_channels_last(weight)
+    _check_index_range(x, y)
     autotuned, kwargs = _launch_config("forward", config)
     kernel = _forward_autotuned if autotuned else _runnable(_conv3x3_forward_kernel)
 
@@ -759,14 +742,34 @@ def conv3x3_forward(
         return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(c_out, meta["BLOCK_N"]),)
 
     wrap_triton(kernel)[grid](
-        x_main, x_tail, w_main, w_tail, bias if bias is not None else w_main, y,
+        x, weight, bias if bias is not None else weight, y,
         m, h, w, ho, wo, _m_bucket(m),
-        *_nhwc_strides(x_main), *_nhwc_strides(x_tail), *_whwc_strides(w_main), *_whwc_strides(w_tail),
-        *_nhwc_strides(y),
+        *_nhwc_strides(x), *_whwc_strides(weight), *_nhwc_strides(y),
         C_OUT=c_out, C_MAIN=c_main, C_TAIL=c_tail, STRIDE=stride, HAS_BIAS=bias is not None,
         PRECISION=_dot_precision(x.dtype), DOT_IN_F32=_dot_in_f32(x.dtype), **kwargs,
     )  # fmt: skip
     return y
+
+
+def _input_grad_grid(m_class, c_main, stride, tail_part):
+    def grid(meta):
+        n_blocks = 1 if tail_part else triton.cdiv(c_main, meta["BLOCK_N"])
+        return (triton.cdiv(m_class, meta["BLOCK_M"]) * n_blocks, stride * stride)
+
+    return grid
+
+
+def _weight_grad_grid(c_out, c_main, splits, tail_part):
+    def grid(meta):
+        n_blocks = 1 if tail_part else triton.cdiv(c_main, meta["BLOCK_N"])
+        return (triton.cdiv(c_out, meta["BLOCK_M"]) * 9 * n_blocks, splits)
+
+    return grid
+
+
+def _parts(c_main: int, c_tail: int) -> list[bool]:
+    """The launches (TAIL_PART False, True) that have channels to compute."""
+    return [tail for tail, channels in ((False, c_main), (True, c_tail)) if channels > 0]
 
 
 def conv3x3_backward_input(
@@ -782,38 +785,32 @@ def conv3x3_backward_input(
 
     grad: [N, Cout, Ho, Wo], the gradient of the convolution's output (for conv3x3_forward,
     already multiplied by the ReLU mask); weight: [Cout, Cin, 3, 3]. Returns [N, Cin, height,
-    width], channels-last, in grad's dtype.
+    width] in grad's dtype, channels-last with each pixel's channels padded to
+    padded_channels(Cin) (strides (H*W*Cpad, 1, W*Cpad, Cpad)): aligned rows, no copy.
     """
     n, c_out, ho, wo = grad.shape
     c_in = weight.size(1)
     c_main, c_tail = split_channels(c_in)
-    dx = torch.empty((n, c_in, height, width), dtype=grad.dtype, device=grad.device, memory_format=torch.channels_last)
+    dx_padded, dx = _empty_padded_channels_last(n, c_in, height, width, dtype=grad.dtype, device=grad.device)
     if dx.numel() == 0:
         return dx
     if c_out == 0 or ho * wo == 0:
         return dx.zero_()
     grad = grad.contiguous(memory_format=torch.channels_last)
-    w_main, w_tail = _split_weight(weight)
-    w_main, w_tail = _nonempty(w_main, w_tail), _nonempty(w_tail, w_main)
-    dx_main, dx_tail = _nonempty(dx[:, :c_main], dx), _nonempty(dx[:, c_main:], dx)
-    _check_index_range(grad, dx)
+    weight = _padded_channels_last(weight)
+    _check_index_range(grad, dx_padded)
     autotuned, kwargs = _launch_config("backward_input", config)
     kernel = _backward_input_autotuned if autotuned else _runnable(_conv3x3_backward_input_kernel)
     # The largest parity class has ceil(H / s) x ceil(W / s) pixels; smaller ones exit early.
     m_class = n * triton.cdiv(height, stride) * triton.cdiv(width, stride)
-    n_blocks_tail = 1 if c_tail > 0 else 0
-
-    def grid(meta):
-        n_blocks = triton.cdiv(c_main, meta["BLOCK_N"]) + n_blocks_tail
-        return (triton.cdiv(m_class, meta["BLOCK_M"]) * n_blocks, stride * stride)
-
-    wrap_triton(kernel)[grid](
-        grad, w_main, w_tail, dx_main, dx_tail,
-        n, height, width, ho, wo, _m_bucket(m_class),
-        *_nhwc_strides(grad), *_whwc_strides(w_main), *_whwc_strides(w_tail), *_nhwc_strides(dx),
-        C_OUT=c_out, C_MAIN=c_main, C_TAIL=c_tail, STRIDE=stride, PRECISION=_dot_precision(grad.dtype),
-        DOT_IN_F32=_dot_in_f32(grad.dtype), **kwargs,
-    )  # fmt: skip
+    for tail_part in _parts(c_main, c_tail):
+        wrap_triton(kernel)[_input_grad_grid(m_class, c_main, stride, tail_part)](
+            grad, weight, dx_padded,
+            n, height, width, ho, wo, _m_bucket(m_class),
+            *_nhwc_strides(grad), *_whwc_strides(weight), *_nhwc_strides(dx_padded),
+            C_OUT=c_out, C_MAIN=c_main, C_TAIL=c_tail, STRIDE=stride, PRECISION=_dot_precision(grad.dtype),
+            DOT_IN_F32=_dot_in_f32(grad.dtype), TAIL_PART=tail_part, **kwargs,
+        )  # fmt: skip
     return dx
 
 
@@ -848,33 +845,26 @@ def conv3x3_backward_weight(
     if splits is None:
         min_pixels = 32 if interpreting() else 512
         splits = weight_grad_splits(pixels, c_out, c_in, _num_sms(x.device), min_pixels=min_pixels)
-    partial_w = torch.empty((splits, c_out, 9, c_in), dtype=torch.float32, device=x.device)
+    partial_w = torch.empty((splits, c_out, 9, padded_channels(c_in)), dtype=torch.float32, device=x.device)
     partial_b = torch.empty((splits, c_out), dtype=torch.float32, device=x.device)
     if pixels == 0 or c_out == 0 or c_in == 0:
         partial_w.zero_()
         partial_b.zero_()
     else:
         grad = grad.contiguous(memory_format=torch.channels_last)
-        x_main, x_tail = _split_input(x)
-        x_main, x_tail = _nonempty(x_main, x_tail), _nonempty(x_tail, x_main)
-        _check_index_range(grad, x_main, partial_w)
+        x = _padded_channels_last(x)
+        _check_index_range(grad, x, partial_w)
         autotuned, kwargs = _launch_config("backward_weight", config)
         kernel = _backward_weight_autotuned if autotuned else _runnable(_conv3x3_backward_weight_kernel)
-        n_blocks_tail = 1 if c_tail > 0 else 0
-
-        def grid(meta):
-            n_blocks = triton.cdiv(c_main, meta["BLOCK_N"]) + n_blocks_tail
-            return (triton.cdiv(c_out, meta["BLOCK_M"]) * 9 * n_blocks, splits)
-
-        wrap_triton(kernel)[grid](
-            grad, x_main, x_tail, partial_w, partial_b,
-            pixels, h, w, ho, wo, splits,
-            *_nhwc_strides(grad), *_nhwc_strides(x_main), *_nhwc_strides(x_tail),
-            *partial_w.stride(), partial_b.stride(0),
-            C_OUT=c_out, C_MAIN=c_main, C_TAIL=c_tail, STRIDE=stride, PRECISION=_dot_precision(x.dtype),
-            DOT_IN_F32=_dot_in_f32(x.dtype), **kwargs,
-        )  # fmt: skip
+        for tail_part in _parts(c_main, c_tail):
+            wrap_triton(kernel)[_weight_grad_grid(c_out, c_main, splits, tail_part)](
+                grad, x, partial_w, partial_b,
+                pixels, h, w, ho, wo, splits,
+                *_nhwc_strides(grad), *_nhwc_strides(x), *partial_w.stride(), partial_b.stride(0),
+                C_OUT=c_out, C_MAIN=c_main, C_TAIL=c_tail, STRIDE=stride, PRECISION=_dot_precision(x.dtype),
+                DOT_IN_F32=_dot_in_f32(x.dtype), TAIL_PART=tail_part, **kwargs,
+            )  # fmt: skip
     dw = partial_w[0] if splits == 1 else partial_w.sum(0)
     db = partial_b[0] if splits == 1 else partial_b.sum(0)
-    dw = dw.view(c_out, 3, 3, c_in).permute(0, 3, 1, 2)
+    dw = dw[..., :c_in].unflatten(1, (3, 3)).permute(0, 3, 1, 2)
     return dw.to(x.dtype, memory_format=torch.contiguous_format), db.to(x.dtype)

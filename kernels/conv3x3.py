@@ -58,6 +58,7 @@ __all__ = [
     "default_config",
     "forward_configs",
     "interpreting",
+    "shared_memory_bytes",
     "padded_channels",
     "split_channels",
     "weight_grad_splits",
@@ -499,53 +500,96 @@ def _config(block_m, block_n, block_k, warps, stages):
     )
 
 
+# Register counts quoted below are ptxas's for sm_90, float16, the MaskIoU head's 257-channel
+# layer at 100 RoIs (compiled here without a GPU; see docs/triton_conv3x3.md); none spills.
+# Shared memory: num_stages x (BLOCK_M + BLOCK_N) x BLOCK_K x element size.
+
+
 def forward_configs() -> list[triton.Config]:
     """Forward tiles [BLOCK_M output pixels, BLOCK_N output channels], K step BLOCK_K channels.
 
-    128x128 (8 warps) is the workhorse for M = 100*196; the 64-row tiles fill 132 SMs when M is
-    small (the stride-2 layer has a quarter of the pixels); BLOCK_N = 256 reads each activation
-    tile once for Cout = 256.
+    The first is the default (autotuning off): 128x128x64, 8 warps, 3 stages, 127 registers and
+    96 KB (fp16): two CTAs per SM. 128x64 (96 registers) and 64x128 double the CTA count for
+    better wave quantisation at 100 RoIs; 64x64 tiles fill the SMs when M is small (the stride-2
+    layer has a quarter of the pixels); 64x256 and 128x256 read each activation tile once for
+    Cout = 256 (128x256: 235 registers, one CTA per SM).
     """
     return [
         _config(128, 128, 64, 8, 3),
-        _config(128, 128, 32, 4, 4),
-        _config(128, 256, 64, 8, 3),
-        _config(64, 256, 64, 8, 3),
-        _config(128, 64, 64, 4, 4),
+        _config(128, 64, 64, 8, 4),
         _config(64, 128, 64, 4, 4),
-        _config(64, 128, 32, 4, 5),
+        _config(128, 128, 32, 8, 4),
+        _config(64, 256, 64, 8, 3),
+        _config(128, 256, 64, 8, 3),
         _config(64, 64, 64, 4, 4),
+        _config(64, 64, 32, 4, 6),
     ]
 
 
 def backward_input_configs() -> list[triton.Config]:
     """Backward-input tiles [BLOCK_M input pixels of one parity class, BLOCK_N input channels],
-    K step BLOCK_K output channels; at stride 2 each class has a quarter of the pixels."""
+    K step BLOCK_K output channels (at stride 2 each class has a quarter of the pixels). The same
+    list as the forward: the same GEMM shape at stride 1 (111 registers for the default)."""
     return forward_configs()
 
 
 def backward_weight_configs() -> list[triton.Config]:
-    """Backward-weight tiles [BLOCK_M output channels, BLOCK_N input channels] of one tap,
-    K step BLOCK_K pixels."""
+    """Backward-weight tiles [BLOCK_M output channels, BLOCK_N input channels] of one tap, K step
+    BLOCK_K pixels. Default 128x128x64, 8 warps (127 registers, 96 KB); split-K supplies the
+    parallelism the 36 tiles of a 256x256 layer lack (weight_grad_splits)."""
     return [
         _config(128, 128, 64, 8, 3),
-        _config(128, 128, 32, 4, 4),
+        _config(128, 64, 64, 8, 4),
         _config(64, 128, 64, 4, 4),
-        _config(128, 64, 64, 4, 4),
-        _config(64, 64, 64, 4, 4),
+        _config(128, 128, 32, 8, 4),
         _config(64, 64, 128, 4, 3),
+        _config(64, 64, 64, 4, 4),
+        _config(128, 128, 128, 8, 3),
     ]
 
 
-def default_config(kernel: str, *, interpret: bool = False) -> triton.Config:
-    """The config used when autotuning is off: the first of the kernel's list on a GPU; 32-wide
-    tiles under the interpreter, where the time goes per tile and per K step, not per element
-    (tests pass 16-wide tiles explicitly where they need several K steps)."""
+_CONFIGS = {
+    "forward": forward_configs,
+    "backward_input": backward_input_configs,
+    "backward_weight": backward_weight_configs,
+}
+H100_SHARED_MEMORY = 232448  # bytes per block (opt-in) on sm_90; sm_80 has 166912
+
+
+def shared_memory_bytes(config: triton.Config, element_size: int) -> int:
+    """Shared memory of a config's operand pipeline (as Triton allocates it for these kernels)."""
+    k = config.kwargs
+    return config.num_stages * (k["BLOCK_M"] + k["BLOCK_N"]) * k["BLOCK_K"] * element_size
+
+
+def default_config(
+    kernel: str, *, interpret: bool = False, element_size: int = 2, max_shared_memory: int = H100_SHARED_MEMORY
+) -> triton.Config:
+    """The config used when autotuning is off: the first of the kernel's list that fits in
+    ``max_shared_memory`` with operands of ``element_size`` bytes (float32 on an A100 skips the
+    96 KB-for-fp16 default); 32-wide tiles under the interpreter, where the time goes per tile
+    and per K step, not per element (tests pass 16-wide tiles where they need several K steps)."""
     if interpret:
         return _config(32, 32, 32, 1, 1)
-    configs = {"forward": forward_configs, "backward_input": backward_input_configs}
-    configs["backward_weight"] = backward_weight_configs
-    return configs[kernel]()[0]
+    configs = _CONFIGS[kernel]()
+    fitting = [c for c in configs if shared_memory_bytes(c, element_size) <= max_shared_memory]
+    return fitting[0] if fitting else min(configs, key=lambda c: shared_memory_bytes(c, element_size))
+
+
+def _max_shared_memory(device: torch.device) -> int:
+    if device.type != "cuda":
+        return H100_SHARED_MEMORY
+    props = torch.cuda.get_device_properties(device)
+    return getattr(props, "shared_memory_per_block_optin", H100_SHARED_MEMORY)
+
+
+def _prune_configs(configs, named_args, **kwargs):
+    """Autotuner pre-filter: drop the configs whose pipeline does not fit in shared memory (so
+    they are not compiled and timed only to fail)."""
+    operand = next(iter(named_args.values()))  # the first tensor argument: input or gradient
+    budget = _max_shared_memory(operand.device)
+    fitting = [c for c in configs if shared_memory_bytes(c, operand.element_size()) <= budget]
+    return fitting or configs[-1:]
 
 
 def _m_bucket(m) -> int:
@@ -555,14 +599,21 @@ def _m_bucket(m) -> int:
     return triton.next_power_of_2(max(1, m // 1024))
 
 
+_PRUNE = {"early_config_prune": _prune_configs}
 _forward_autotuned = triton.autotune(
-    configs=forward_configs(), key=["M_BUCKET", "C_OUT", "C_MAIN", "C_TAIL", "STRIDE", "HAS_BIAS"]
+    configs=forward_configs(),
+    key=["M_BUCKET", "C_OUT", "C_MAIN", "C_TAIL", "STRIDE", "HAS_BIAS"],
+    prune_configs_by=_PRUNE,
 )(_conv3x3_forward_kernel)
 _backward_input_autotuned = triton.autotune(
-    configs=backward_input_configs(), key=["M_BUCKET", "C_OUT", "C_MAIN", "C_TAIL", "STRIDE", "TAIL_PART"]
+    configs=backward_input_configs(),
+    key=["M_BUCKET", "C_OUT", "C_MAIN", "C_TAIL", "STRIDE", "TAIL_PART"],
+    prune_configs_by=_PRUNE,
 )(_conv3x3_backward_input_kernel)
 _backward_weight_autotuned = triton.autotune(
-    configs=backward_weight_configs(), key=["SPLITS", "C_OUT", "C_MAIN", "C_TAIL", "STRIDE", "TAIL_PART"]
+    configs=backward_weight_configs(),
+    key=["SPLITS", "C_OUT", "C_MAIN", "C_TAIL", "STRIDE", "TAIL_PART"],
+    prune_configs_by=_PRUNE,
 )(_conv3x3_backward_weight_kernel)
 
 
@@ -663,12 +714,17 @@ def _num_sms(device: torch.device) -> int:
     return _INTERPRETER_SMS
 
 
-def _launch_config(kernel_name, config):
+def _launch_config(kernel_name, config, operand):
     """(use the autotuner?, keyword arguments of an explicit config)."""
     if config is None and autotune_enabled() and not interpreting():
         return True, {}
     if config is None:
-        config = default_config(kernel_name, interpret=interpreting())
+        config = default_config(
+            kernel_name,
+            interpret=interpreting(),
+            element_size=operand.element_size(),
+            max_shared_memory=_max_shared_memory(operand.device),
+        )
     return False, {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
 
 
@@ -735,7 +791,7 @@ def conv3x3_forward(
     x = _padded_channels_last(x)
     weight = _padded_channels_last(weight)
     _check_index_range(x, y)
-    autotuned, kwargs = _launch_config("forward", config)
+    autotuned, kwargs = _launch_config("forward", config, x)
     kernel = _forward_autotuned if autotuned else _runnable(_conv3x3_forward_kernel)
 
     def grid(meta):
@@ -799,7 +855,7 @@ def conv3x3_backward_input(
     grad = grad.contiguous(memory_format=torch.channels_last)
     weight = _padded_channels_last(weight)
     _check_index_range(grad, dx_padded)
-    autotuned, kwargs = _launch_config("backward_input", config)
+    autotuned, kwargs = _launch_config("backward_input", config, grad)
     kernel = _backward_input_autotuned if autotuned else _runnable(_conv3x3_backward_input_kernel)
     # The largest parity class has ceil(H / s) x ceil(W / s) pixels; smaller ones exit early.
     m_class = n * triton.cdiv(height, stride) * triton.cdiv(width, stride)
@@ -854,7 +910,7 @@ def conv3x3_backward_weight(
         grad = grad.contiguous(memory_format=torch.channels_last)
         x = _padded_channels_last(x)
         _check_index_range(grad, x, partial_w)
-        autotuned, kwargs = _launch_config("backward_weight", config)
+        autotuned, kwargs = _launch_config("backward_weight", config, grad)
         kernel = _backward_weight_autotuned if autotuned else _runnable(_conv3x3_backward_weight_kernel)
         for tail_part in _parts(c_main, c_tail):
             wrap_triton(kernel)[_weight_grad_grid(c_out, c_main, splits, tail_part)](

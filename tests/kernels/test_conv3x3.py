@@ -257,6 +257,7 @@ def test_bad_input(args, match):
 
 
 def test_autotune_configs_and_switch(monkeypatch):
+    a100_smem = 166912
     for kernel, configs in [
         ("forward", kernels.forward_configs()),
         ("backward_input", kernels.backward_input_configs()),
@@ -266,9 +267,17 @@ def test_autotune_configs_and_switch(monkeypatch):
         for config in configs:
             blocks = [config.kwargs[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K")]
             assert all(b >= 16 and b & (b - 1) == 0 for b in blocks)  # tl.dot: powers of two >= 16
-        assert kernels.default_config(kernel) is not None
+            assert kernels.shared_memory_bytes(config, 2) <= kernels.H100_SHARED_MEMORY  # fp16 fits an H100
         assert kernels.default_config(kernel).kwargs == configs[0].kwargs
+        # float32 on an A100: the first config that fits in its 163 KB
+        fp32 = kernels.default_config(kernel, element_size=4, max_shared_memory=a100_smem)
+        assert kernels.shared_memory_bytes(fp32, 4) <= a100_smem
+        assert fp32 is not None and fp32.kwargs != configs[0].kwargs
         assert kernels.default_config(kernel, interpret=True).kwargs == {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32}
+        # the autotuners' pre-filter, on an H100 budget (CPU tensors): float32 drops the big pipelines
+        pruned = kernels._prune_configs(configs, {"x": torch.empty(1, dtype=torch.float32)})
+        assert pruned == [c for c in configs if kernels.shared_memory_bytes(c, 4) <= kernels.H100_SHARED_MEMORY]
+        assert 0 < len(pruned) <= len(configs)
     monkeypatch.delenv(kernels.AUTOTUNE_ENV, raising=False)
     assert kernels.autotune_enabled()
     for off in ("0", "false", "OFF"):

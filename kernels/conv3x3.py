@@ -300,8 +300,8 @@ def _conv3x3_backward_input_kernel(
     BLOCK_K: tl.constexpr,
     TAIL_PART: tl.constexpr,
 ):
-    # w: [Cout, Cpad, 3, 3] and dx: [N, Cpad, H, W], channels-last, Cpad as in the forward; the
-    # tail channels' padding of dx is written too (it lies outside the Cin channels returned).
+    # w: [Cout, Cpad, 3, 3] channels-last with Cpad as in the forward; dx: [N, Cin, H, W] with
+    # the strides of such a padded buffer (the padding itself is not written).
     # Axis 1: the parity class (ph, pw) of the input pixels (one class at stride 1).
     cls = tl.program_id(1)
     ph = cls // STRIDE
@@ -326,7 +326,7 @@ def _conv3x3_backward_input_kernel(
         iw = (rem % wc) * STRIDE + pw
         if TAIL_PART:
             offs_n = C_MAIN + tl.arange(0, 16)
-            n_ok = offs_n < C_MAIN + 16  # all true: the padding is written
+            n_ok = offs_n < C_MAIN + C_TAIL
             WIDTH: tl.constexpr = 16
         else:
             offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -739,9 +739,11 @@ def _whwc_strides(w: torch.Tensor) -> tuple[int, int, int, int]:
 
 
 def _check_index_range(*tensors):
+    """The kernels index in int32: every element offset must stay below 2^31."""
     for t in tensors:
-        if t.numel() >= 2**31:
-            raise ValueError(f"conv3x3: tensors of 2^31 or more elements are not supported (got {tuple(t.shape)})")
+        span = 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride()))
+        if t.numel() and span >= 2**31:
+            raise ValueError(f"conv3x3: tensors spanning 2^31 or more elements are not supported ({tuple(t.shape)})")
 
 
 def _padded_channels_last(t: torch.Tensor) -> torch.Tensor:
@@ -758,11 +760,11 @@ def _padded_channels_last(t: torch.Tensor) -> torch.Tensor:
     return rows.permute(0, 3, 1, 2)
 
 
-def _empty_padded_channels_last(n, c, h, w, *, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(buffer [N, padded_channels(C), H, W], its first C channels), channels-last."""
-    rows = torch.empty((n, h, w, padded_channels(c)), dtype=dtype, device=device)
-    padded = rows.permute(0, 3, 1, 2)
-    return padded, padded[:, :c]
+def _empty_padded_channels_last(n, c, h, w, *, dtype, device) -> torch.Tensor:
+    """An uninitialised [N, C, H, W] tensor (not a view) with the strides of a channels-last
+    buffer of padded_channels(C) channels: aligned pixel rows, padding never touched."""
+    c_pad = padded_channels(c)
+    return torch.empty_strided((n, c, h, w), (h * w * c_pad, 1, w * c_pad, c_pad), dtype=dtype, device=device)
 
 
 def conv3x3_forward(
@@ -841,29 +843,29 @@ def conv3x3_backward_input(
 
     grad: [N, Cout, Ho, Wo], the gradient of the convolution's output (for conv3x3_forward,
     already multiplied by the ReLU mask); weight: [Cout, Cin, 3, 3]. Returns [N, Cin, height,
-    width] in grad's dtype, channels-last with each pixel's channels padded to
-    padded_channels(Cin) (strides (H*W*Cpad, 1, W*Cpad, Cpad)): aligned rows, no copy.
+    width] in grad's dtype, with the strides of a channels-last tensor of padded_channels(Cin)
+    channels (H*W*Cpad, 1, W*Cpad, Cpad): aligned rows for the stores, no copy.
     """
     n, c_out, ho, wo = grad.shape
     c_in = weight.size(1)
     c_main, c_tail = split_channels(c_in)
-    dx_padded, dx = _empty_padded_channels_last(n, c_in, height, width, dtype=grad.dtype, device=grad.device)
+    dx = _empty_padded_channels_last(n, c_in, height, width, dtype=grad.dtype, device=grad.device)
     if dx.numel() == 0:
         return dx
     if c_out == 0 or ho * wo == 0:
         return dx.zero_()
     grad = grad.contiguous(memory_format=torch.channels_last)
     weight = _padded_channels_last(weight)
-    _check_index_range(grad, dx_padded)
+    _check_index_range(grad, dx)
     autotuned, kwargs = _launch_config("backward_input", config, grad)
     kernel = _backward_input_autotuned if autotuned else _runnable(_conv3x3_backward_input_kernel)
     # The largest parity class has ceil(H / s) x ceil(W / s) pixels; smaller ones exit early.
     m_class = n * triton.cdiv(height, stride) * triton.cdiv(width, stride)
     for tail_part in _parts(c_main, c_tail):
         wrap_triton(kernel)[_input_grad_grid(m_class, c_main, stride, tail_part)](
-            grad, weight, dx_padded,
+            grad, weight, dx,
             n, height, width, ho, wo, _m_bucket(m_class),
-            *_nhwc_strides(grad), *_whwc_strides(weight), *_nhwc_strides(dx_padded),
+            *_nhwc_strides(grad), *_whwc_strides(weight), *_nhwc_strides(dx),
             C_OUT=c_out, C_MAIN=c_main, C_TAIL=c_tail, STRIDE=stride, PRECISION=_dot_precision(grad.dtype),
             DOT_IN_F32=_dot_in_f32(grad.dtype), TAIL_PART=tail_part, **kwargs,
         )  # fmt: skip

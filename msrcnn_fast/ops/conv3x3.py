@@ -13,7 +13,9 @@ Where each runs: CUDA tensors (float32, float16, bfloat16) run the Triton kernel
 ``msrcnn_fast.kernels.conv3x3``. CPU tensors run the same Triton kernels under the Triton
 interpreter when ``TRITON_INTERPRET=1`` (read at call time: that is how the tests check the
 kernels here), and ATen's convolution otherwise; float64 and other devices run ATen too.
-Outputs and input gradients are channels-last on every path, weight gradients contiguous.
+Outputs are channels-last on every path; input gradients channels-last (on the Triton path each
+pixel's channels padded to a multiple of 16, e.g. 257 -> 272: strides (H*W*272, 1, W*272, 272));
+weight gradients contiguous. Design notes: docs/triton_conv3x3.md.
 
 The backward needs ``output`` (the ReLU mask is ``output > 0``, as for torch.relu) but not the
 pre-activation. Double backward is not supported.

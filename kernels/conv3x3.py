@@ -508,15 +508,17 @@ def _config(block_m, block_n, block_k, warps, stages):
 def forward_configs() -> list[triton.Config]:
     """Forward tiles [BLOCK_M output pixels, BLOCK_N output channels], K step BLOCK_K channels.
 
-    The first is the default (autotuning off): 128x128x64, 8 warps, 3 stages, 127 registers and
-    96 KB (fp16): two CTAs per SM. 128x64 (96 registers) and 64x128 double the CTA count for
-    better wave quantisation at 100 RoIs; 64x64 tiles fill the SMs when M is small (the stride-2
-    layer has a quarter of the pixels); 64x256 and 128x256 read each activation tile once for
-    Cout = 256 (128x256: 235 registers, one CTA per SM).
+    The first is the default (autotuning off): 128x64x64, 8 warps, 4 stages: 96 registers and
+    96 KB (fp16), two CTAs per SM; at 100 RoIs (M = 19600) its 616 CTAs make 2.3 waves of 264
+    on an H100 where 128x128 tiles (127 registers, also two per SM) make 308 CTAs = 1.17 waves,
+    the second nearly empty. 128x128 and 64x256 / 128x256 (which read each activation tile once
+    for Cout = 256; 128x256 takes 235 registers, one CTA per SM) win when M is large (512
+    RoIs); 64x64 tiles fill the SMs when M is small (the stride-2 layer has a quarter of the
+    pixels).
     """
     return [
-        _config(128, 128, 64, 8, 3),
         _config(128, 64, 64, 8, 4),
+        _config(128, 128, 64, 8, 3),
         _config(64, 128, 64, 4, 4),
         _config(128, 128, 32, 8, 4),
         _config(64, 256, 64, 8, 3),
@@ -529,7 +531,7 @@ def forward_configs() -> list[triton.Config]:
 def backward_input_configs() -> list[triton.Config]:
     """Backward-input tiles [BLOCK_M input pixels of one parity class, BLOCK_N input channels],
     K step BLOCK_K output channels (at stride 2 each class has a quarter of the pixels). The same
-    list as the forward: the same GEMM shape at stride 1 (111 registers for the default)."""
+    list as the forward: the same GEMM shape at stride 1 (72 registers for the default)."""
     return forward_configs()
 
 
@@ -873,12 +875,13 @@ def conv3x3_backward_input(
 
 
 def weight_grad_splits(pixels: int, c_out: int, c_in: int, num_sms: int, *, min_pixels: int = 512) -> int:
-    """Split-K factor of the weight gradient: about two programs per SM, each with at least
-    ``min_pixels`` pixels of reduction, counting tiles as the nominal 128x128 config has them.
-    Depends on the shapes only, not the config, so the partial buffer's size is known."""
-    tiles = triton.cdiv(c_out, 128) * 9 * triton.cdiv(c_in, 128)
-    want = triton.cdiv(2 * num_sms, tiles)
-    return max(1, min(want, pixels // min_pixels))
+    """Split-K factor of the weight gradient: as many splits as fit in one wave of two CTAs per
+    SM (the default 128x128 tile's occupancy), counting the tiles of the main and tail launches
+    as that tile has them, with at least ``min_pixels`` pixels of reduction per split. Depends
+    on the shapes only, not the config, so the partial buffer's size is known before launch."""
+    c_main, c_tail = split_channels(c_in)
+    tiles = triton.cdiv(c_out, 128) * 9 * (triton.cdiv(c_main, 128) + (1 if c_tail else 0))
+    return max(1, min(2 * num_sms // tiles, pixels // min_pixels))
 
 
 def conv3x3_backward_weight(

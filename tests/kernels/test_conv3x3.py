@@ -289,9 +289,10 @@ def test_split_heuristics():
     assert kernels.split_channels(257) == (256, 1)
     assert kernels.split_channels(256) == (256, 0)
     assert kernels.split_channels(5) == (0, 5)
-    # MaskIoU conv1 on 100 RoIs, 132 SMs: 2 x 9 x 3 nominal tiles -> 5 splits of ~3900 pixels.
-    assert kernels.weight_grad_splits(100 * 196, 256, 257, 132) == 5
-    assert kernels.weight_grad_splits(100 * 196, 256, 256, 132) == 8
+    # 100 RoIs, 132 SMs (264 CTA slots): conv1 has 2 x 9 x (2 main + 1 tail) = 54 nominal tiles
+    # -> 4 splits (216 CTAs), conv2 36 tiles -> 7 splits (252 CTAs): one wave each.
+    assert kernels.weight_grad_splits(100 * 196, 256, 257, 132) == 4
+    assert kernels.weight_grad_splits(100 * 196, 256, 256, 132) == 7
     assert kernels.weight_grad_splits(600, 256, 256, 132) == 1  # too few pixels to split
     assert kernels.weight_grad_splits(10**6, 256, 256, 1) == 1  # enough tiles already
 

@@ -66,7 +66,7 @@ __all__ = [
 
 AUTOTUNE_ENV = "MSRCNN_TRITON_AUTOTUNE"
 TAIL_BLOCK = 16  # channels per tail MMA step: tl.dot needs K >= 16
-_INTERPRETER_SMS = 4  # "SMs" the split-K heuristic assumes under the interpreter
+_INTERPRETER_SMS = 32  # "SMs" the split-K heuristic assumes under the interpreter: small tests split too
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,8 +25,8 @@ pixel rows hold C_MAIN + 16 channels, zero beyond Cin (257 -> 272: one copy, whi
 needs anyway), so every row is 32-byte aligned and no load is masked along K. For Cin = 257 the
 tail costs 16/256 = 6 % extra MMA work on that layer, where one masked 64-wide K block per tap
 would cost 25 % and leave the 257-channel rows unaligned (unaligned rows cost 30-90 registers
-per thread in these kernels, from the compiler's sm_90 register counts). Input and weight
-gradients are written into such padded buffers too.
+per thread in these kernels, from the compiler's sm_90 register counts). The input gradient
+is written with the same padded strides, the weight gradient's partials likewise.
 
 The launchers (``conv3x3_forward``, ``conv3x3_backward_input``, ``conv3x3_backward_weight``) take
 tensors on a CUDA device, or CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1``),
@@ -48,6 +48,7 @@ from torch.library import wrap_triton
 
 __all__ = [
     "AUTOTUNE_ENV",
+    "H100_SHARED_MEMORY",
     "TAIL_BLOCK",
     "autotune_enabled",
     "backward_input_configs",
@@ -58,8 +59,8 @@ __all__ = [
     "default_config",
     "forward_configs",
     "interpreting",
-    "shared_memory_bytes",
     "padded_channels",
+    "shared_memory_bytes",
     "split_channels",
     "weight_grad_splits",
 ]

@@ -1,0 +1,77 @@
+"""The mask head of Mask R-CNN, as Mask Scoring R-CNN uses it (He et al., ICCV 2017)."""
+
+import torch
+from torch import Tensor, nn
+
+from msrcnn_fast.ops.conv3x3 import Conv3x3ReLU, resolve_backend
+
+__all__ = ["MaskHead"]
+
+
+class MaskHead(nn.Module):
+    """Per-class mask logits at twice the RoI resolution.
+
+    Input: [N, in_channels, R, R] RoI features (R = 14). Layers: num_convs x (conv3x3 -> conv_dim
+    + ReLU), ConvTranspose 2x2 stride 2 -> conv_dim + ReLU, conv1x1 -> num_classes. Output:
+    [N, num_classes, 2R, 2R] logits.
+
+    Args (keyword-only):
+        num_classes: classes including the background (81 for COCO).
+        in_channels: channels of the RoI features.
+        conv_dim: width of the convs and the transposed conv.
+        num_convs: number of 3x3 convs (4 in Mask R-CNN).
+        conv_backend: 'auto' (Triton kernels on CUDA tensors, ATen elsewhere), 'triton' or 'aten',
+            for the 3x3 convs. Settable later through the ``conv_backend`` attribute.
+
+    Init (as torchvision's MaskRCNNHeads and MaskRCNNPredictor): every conv Kaiming normal
+    (fan_out, ReLU), biases 0.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 81,
+        in_channels: int = 256,
+        conv_dim: int = 256,
+        num_convs: int = 4,
+        conv_backend: str = "auto",
+    ):
+        super().__init__()
+        for name, value in [("num_classes", num_classes), ("in_channels", in_channels), ("conv_dim", conv_dim)]:
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if not isinstance(num_convs, int) or num_convs < 0:
+            raise ValueError(f"num_convs: expected an int >= 0, got {num_convs!r}")
+        self.in_channels = in_channels
+        widths = [in_channels] + [conv_dim] * num_convs
+        self.convs = nn.Sequential(*(Conv3x3ReLU(a, b) for a, b in zip(widths, widths[1:])))
+        self.deconv = nn.ConvTranspose2d(widths[-1], conv_dim, 2, stride=2)
+        self.predictor = nn.Conv2d(conv_dim, num_classes, 1)
+        self.conv_backend = conv_backend
+        self.reset_parameters()
+
+    @property
+    def conv_backend(self) -> str:
+        return self._conv_backend
+
+    @conv_backend.setter
+    def conv_backend(self, backend: str) -> None:
+        resolve_backend(backend, "cpu")  # validates
+        self._conv_backend = backend
+        for conv in self.convs:
+            conv.backend = backend
+
+    def reset_parameters(self) -> None:
+        for conv in [*self.convs, self.deconv, self.predictor]:
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.size(1) != self.in_channels:
+            raise ValueError(f"x: expected a Tensor[N, {self.in_channels}, H, W], got shape {tuple(x.shape)}")
+        x = self.convs(x)
+        x = torch.relu(self.deconv(x))
+        return self.predictor(x)
+
+    def extra_repr(self) -> str:
+        return f"conv_backend={self.conv_backend!r}"

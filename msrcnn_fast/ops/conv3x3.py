@@ -1,0 +1,214 @@
+"""3x3 convolution + bias + ReLU (padding 1, stride 1 or 2): the MaskIoU and mask heads' convs.
+
+Ops (``torch.library.triton_op``, so torch.compile and torch.export see the Triton kernels):
+
+- ``msrcnn::conv3x3_bias_relu(input, weight, bias?, stride) -> output``
+- ``msrcnn::_conv3x3_backward_input(grad, weight, stride, height, width) -> grad_input``
+- ``msrcnn::_conv3x3_backward_weight(grad, input, stride) -> (grad_weight, grad_bias)``
+
+(the backward ops take the gradient of the convolution, before the ReLU: the autograd formula
+applies the ReLU mask with ATen's ``threshold_backward`` first).
+
+Where each runs: CUDA tensors (float32, float16, bfloat16) run the Triton kernels of
+``msrcnn_fast.kernels.conv3x3``. CPU tensors run the same Triton kernels under the Triton
+interpreter when ``TRITON_INTERPRET=1`` (read at call time: that is how the tests check the
+kernels here), and ATen's convolution otherwise; float64 and other devices run ATen too.
+Outputs are channels-last on every path; input gradients channels-last (on the Triton path each
+pixel's channels padded to a multiple of 16, e.g. 257 -> 272: strides (H*W*272, 1, W*272, 272));
+weight gradients contiguous. Design notes: docs/triton_conv3x3.md.
+
+The backward needs ``output`` (the ReLU mask is ``output > 0``, as for torch.relu) but not the
+pre-activation. Double backward is not supported.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.library import triton_op
+from torch.utils.flop_counter import conv_flop_count, register_flop_formula
+
+try:
+    from msrcnn_fast.kernels.conv3x3 import conv3x3_backward_input, conv3x3_backward_weight, conv3x3_forward
+    from msrcnn_fast.kernels.conv3x3 import interpreting as _interpreting
+
+    _TRITON_ERROR = None
+except ImportError as error:  # pragma: no cover - Triton is a dependency of torch's CUDA wheels
+    _TRITON_ERROR = error
+
+    def _interpreting() -> bool:
+        return False
+
+    def _missing_triton(*args, **kwargs):
+        raise RuntimeError(f"msrcnn_fast.ops.conv3x3: the Triton kernels cannot be imported ({_TRITON_ERROR})")
+
+    conv3x3_forward = conv3x3_backward_input = conv3x3_backward_weight = _missing_triton
+
+__all__ = ["BACKENDS", "Conv3x3ReLU", "conv3x3_bias_relu", "resolve_backend"]
+
+BACKENDS = ("auto", "triton", "aten")
+_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def resolve_backend(backend: str, device: torch.device | str) -> str:
+    """'triton' or 'aten': what ``backend`` ('auto', 'triton', 'aten') means for tensors on ``device``.
+
+    'auto' is Triton on CUDA (when Triton imports) and ATen elsewhere.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+    if backend == "auto":
+        return "triton" if torch.device(device).type == "cuda" and _TRITON_ERROR is None else "aten"
+    return backend
+
+
+def _runs_triton(input: Tensor) -> bool:
+    if input.dtype not in _TRITON_DTYPES:
+        return False
+    if input.device.type == "cuda":
+        return True
+    return input.device.type == "cpu" and _interpreting()
+
+
+def _check_args(input: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> None:
+    name = "msrcnn::conv3x3_bias_relu"
+    torch._check(input.dim() == 4, lambda: f"{name}: expected input [N, Cin, H, W], got shape {tuple(input.shape)}")
+    torch._check(
+        weight.dim() == 4 and weight.shape[1:] == (input.shape[1], 3, 3),
+        lambda: f"{name}: expected weight [Cout, {input.shape[1]}, 3, 3], got shape {tuple(weight.shape)}",
+    )
+    torch._check(
+        bias is None or tuple(bias.shape) == (weight.shape[0],),
+        lambda: f"{name}: expected bias [{weight.shape[0]}], got shape {tuple(bias.shape)}",
+    )
+    torch._check(stride in (1, 2), lambda: f"{name}: expected stride 1 or 2, got {stride}")
+    torch._check(
+        input.dtype == weight.dtype and (bias is None or bias.dtype == weight.dtype),
+        lambda: (
+            f"{name}: input, weight and bias must share a dtype, got {input.dtype}, {weight.dtype}, "
+            f"{None if bias is None else bias.dtype}"
+        ),
+    )
+
+
+@triton_op("msrcnn::conv3x3_bias_relu", mutates_args=())
+def _conv3x3_bias_relu(input: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> Tensor:
+    _check_args(input, weight, bias, stride)
+    if _runs_triton(input):
+        return conv3x3_forward(input, weight, bias, stride)
+    output = F.conv2d(input.contiguous(memory_format=torch.channels_last), weight, bias, stride, 1)
+    return torch.relu(output).contiguous(memory_format=torch.channels_last)
+
+
+@triton_op("msrcnn::_conv3x3_backward_input", mutates_args=())
+def _conv3x3_backward_input(grad: Tensor, weight: Tensor, stride: int, height: int, width: int) -> Tensor:
+    if _runs_triton(grad):
+        return conv3x3_backward_input(grad, weight, stride, height, width)
+    size = (grad.size(0), weight.size(1), height, width)
+    grad_input = torch.nn.grad.conv2d_input(size, weight, grad, stride, 1)
+    return grad_input.contiguous(memory_format=torch.channels_last)
+
+
+@triton_op("msrcnn::_conv3x3_backward_weight", mutates_args=())
+def _conv3x3_backward_weight(grad: Tensor, input: Tensor, stride: int) -> tuple[Tensor, Tensor]:
+    if _runs_triton(input):
+        return conv3x3_backward_weight(grad, input, stride)
+    weight_size = (grad.size(1), input.size(1), 3, 3)
+    grad_weight = torch.nn.grad.conv2d_weight(input, weight_size, grad, stride, 1)
+    return grad_weight.contiguous(), grad.sum((0, 2, 3))
+
+
+def _setup_context(ctx, inputs, output):
+    input, weight, bias, stride = inputs
+    ctx.save_for_backward(input, weight, output)
+    ctx.stride = stride
+    ctx.has_bias = bias is not None
+
+
+def _backward(ctx, grad):
+    input, weight, output = ctx.saved_tensors
+    grad = torch.ops.aten.threshold_backward(grad, output, 0)  # ReLU: zero where output <= 0
+    grad_input = grad_weight = grad_bias = None
+    if ctx.needs_input_grad[0]:
+        grad_input = torch.ops.msrcnn._conv3x3_backward_input(grad, weight, ctx.stride, input.size(2), input.size(3))
+    if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+        grad_weight, grad_bias = torch.ops.msrcnn._conv3x3_backward_weight(grad, input, ctx.stride)
+    return grad_input, grad_weight, grad_bias if ctx.has_bias else None, None
+
+
+_conv3x3_bias_relu.register_autograd(_backward, setup_context=_setup_context)
+
+
+# FlopCounterMode counts these ops as ATen's convolution would (2 x multiply-adds; bias and
+# ReLU not counted), on every path.
+@register_flop_formula(torch.ops.msrcnn.conv3x3_bias_relu)
+def _forward_flops(input_shape, weight_shape, bias_shape, stride, *, out_shape, **kwargs) -> int:
+    return conv_flop_count(list(input_shape), list(weight_shape), list(out_shape))
+
+
+@register_flop_formula(torch.ops.msrcnn._conv3x3_backward_input)
+def _backward_input_flops(grad_shape, weight_shape, stride, height, width, *, out_shape, **kwargs) -> int:
+    return conv_flop_count(list(out_shape), list(weight_shape), list(grad_shape))
+
+
+@register_flop_formula(torch.ops.msrcnn._conv3x3_backward_weight)
+def _backward_weight_flops(grad_shape, input_shape, stride, *, out_shape, **kwargs) -> int:
+    return conv_flop_count(list(input_shape), list(out_shape[0]), list(grad_shape))
+
+
+def conv3x3_bias_relu(
+    input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1, *, backend: str = "auto"
+) -> Tensor:
+    """relu(conv2d(input, weight, bias, stride, padding=1)) for a 3x3 weight.
+
+    Args:
+        input: Tensor[N, Cin, H, W] (float32, float16 or bfloat16 on the Triton path; any layout).
+        weight: Tensor[Cout, Cin, 3, 3], input's dtype.
+        bias: Tensor[Cout] or None.
+        stride: 1 or 2.
+        backend: 'auto' (Triton on CUDA tensors, ATen elsewhere), 'triton' (the msrcnn op; on
+            CPU it runs the kernels only under TRITON_INTERPRET=1) or 'aten' (F.conv2d + relu).
+
+    Returns:
+        Tensor[N, Cout, (H - 1) // stride + 1, (W - 1) // stride + 1]; channels-last from the
+        Triton path, ATen's layout from the ATen path. Under autocast the Triton path computes
+        in the autocast dtype, as F.conv2d does.
+    """
+    if resolve_backend(backend, input.device) == "aten":
+        return torch.relu(F.conv2d(input, weight, bias, stride, 1))
+    device_type = input.device.type
+    if device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+        input, weight = input.to(dtype), weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
+    return torch.ops.msrcnn.conv3x3_bias_relu(input, weight, bias, stride)
+
+
+class Conv3x3ReLU(nn.Conv2d):
+    """``nn.Conv2d(in_channels, out_channels, 3, stride, padding=1)`` followed by ReLU, as one op.
+
+    Same parameters (and state_dict) as the Conv2d; ``backend`` as in :func:`conv3x3_bias_relu`
+    (an attribute: it can be changed after construction).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        stride: int = 1,
+        bias: bool = True,
+        backend: str = "auto",
+        device=None,
+        dtype=None,
+    ):
+        if stride not in (1, 2):
+            raise ValueError(f"stride: expected 1 or 2, got {stride}")
+        resolve_backend(backend, "cpu")  # validates
+        super().__init__(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias, device=device, dtype=dtype)
+        self.backend = backend
+
+    def forward(self, input: Tensor) -> Tensor:
+        return conv3x3_bias_relu(input, self.weight, self.bias, self.stride[0], backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, backend={self.backend!r}"

@@ -1,0 +1,1 @@
+from tests.kernels.conftest import interpreter  # noqa: F401  (fixture)

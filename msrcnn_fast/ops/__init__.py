@@ -4,3 +4,7 @@ from msrcnn_fast.ops.multi_scale_roi_align import MultiScaleRoIAlign, multi_leve
 from msrcnn_fast.ops.roi_align import RoIAlign, roi_align
 
 __all__ = ["MultiScaleRoIAlign", "RoIAlign", "multi_level_roi_align", "roi_align"]
+
+from msrcnn_fast.ops.mask_pool_concat import MaskPoolConcat, mask_pool_concat  # noqa: E402
+
+__all__ += ["MaskPoolConcat", "mask_pool_concat"]

@@ -8,3 +8,7 @@ __all__ = ["MultiScaleRoIAlign", "RoIAlign", "multi_level_roi_align", "roi_align
 from msrcnn_fast.ops.mask_pool_concat import MaskPoolConcat, mask_pool_concat  # noqa: E402
 
 __all__ += ["MaskPoolConcat", "mask_pool_concat"]
+
+from msrcnn_fast.ops.maskiou_targets import maskiou_targets, maskiou_targets_batched  # noqa: E402
+
+__all__ += ["maskiou_targets", "maskiou_targets_batched"]

@@ -12,3 +12,7 @@ __all__ += ["MaskPoolConcat", "mask_pool_concat"]
 from msrcnn_fast.ops.maskiou_targets import maskiou_targets, maskiou_targets_batched  # noqa: E402
 
 __all__ += ["maskiou_targets", "maskiou_targets_batched"]
+
+from msrcnn_fast.ops.paste_masks import paste_masks  # noqa: E402
+
+__all__ += ["paste_masks"]

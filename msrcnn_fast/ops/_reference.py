@@ -122,3 +122,14 @@ def maskiou_targets_per_instance(
         ratios.append(count / full_areas[index] if full_areas[index] > 0 else 0.0)
     ratios = torch.tensor(ratios, dtype=proposals.dtype, device=proposals.device)
     return mask_targets, maskiou_from_targets(mask_targets, mask_logits, ratios)
+
+
+# ---------------------------------------------------------------------------------------
+# paste_masks: masks pasted into the image at inference, then thresholded.
+
+
+def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], threshold: float = 0.5, padding: int = 1):
+    """torchvision's paste_masks_in_image, [:, 0] > threshold."""
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    return paste_masks_in_image(masks, boxes, tuple(image_size), padding)[:, 0] > threshold

@@ -6,6 +6,11 @@ window's maximum logit gives the maximum probability) and writes the output once
 intermediate tensors. Kernels: ``torch.ops.msrcnn.mask_pool_concat`` and its backward ops
 (csrc/ops/mask_pool_concat); gradients reach both roi_features and mask_logits, as in
 MS R-CNN, where neither is detached.
+
+The paper's Table 4 inputs: (a) mode "concat" (default); (b) "multiply"; (c) "concat_all";
+(d) 28x28 RoI features with the unpooled mask: "concat" with roi_features of the mask's size
+(window 1); (e) the mask alone: roi_features with 0 channels; (f) the RoI features alone need
+no op.
 """
 
 import torch

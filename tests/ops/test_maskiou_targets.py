@@ -188,6 +188,14 @@ def test_uint8_masks_and_other_logit_types():
         torch.testing.assert_close(actual, expected, atol=0, rtol=0)
 
 
+def test_prediction_sign_is_read_in_the_logits_dtype():
+    masks, proposals, matched, logits = make_image(seed=6, dtype=torch.float32)
+    tiny = (logits > 0).double() * 2e-60 - 1e-60  # +-1e-60: 0 in float32, not in float64
+    expected = ref.maskiou_targets(masks, proposals, matched, tiny)[1]
+    torch.testing.assert_close(ops.maskiou_targets(masks, proposals, matched, tiny)[1], expected, atol=1e-6, rtol=0)
+    assert expected.sum() > 0
+
+
 def test_no_gradient_flows():
     masks, proposals, matched, logits = make_image()
     logits.requires_grad_()

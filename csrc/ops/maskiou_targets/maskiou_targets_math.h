@@ -246,7 +246,7 @@ HOST_DEVICE_INLINE T maskiou_of_roi(int64_t n, const ImageArgs<T, logit_t>& a, c
   int64_t pred_sum = 0;
   int64_t target_sum = 0;
   for (int64_t i = 0; i < cells; ++i) {
-    const bool pred = static_cast<T>(logits[i]) > static_cast<T>(0);
+    const bool pred = logits[i] > static_cast<logit_t>(0);  // in the logits' own type: no rounding to 0
     const bool positive = target[i] >= target_threshold<T>();
     overlap += pred && positive;
     pred_sum += pred;

@@ -91,7 +91,8 @@ HOST_DEVICE_INLINE WindowMax<T> window_max(const scalar_t* plane, int64_t i, int
 
 // sigmoid(max of window (i, j)) of class k of RoI n.
 template <typename scalar_t, typename T>
-HOST_DEVICE_INLINE T pooled_mask(const scalar_t* logits, int64_t n, int64_t k, int64_t i, int64_t j, const Geometry& g) {
+HOST_DEVICE_INLINE T pooled_mask(
+    const scalar_t* logits, int64_t n, int64_t k, int64_t i, int64_t j, const Geometry& g) {
   const scalar_t* plane = logits + (n * g.classes + k) * g.mask_height * g.mask_width;
   return sigmoid(window_max<scalar_t, T>(plane, i, j, g).value);
 }
@@ -124,7 +125,8 @@ HOST_DEVICE_INLINE T forward_element(int64_t index, const Args<scalar_t>& a) {
       return static_cast<T>(a.features[feature]) *
           pooled_mask<scalar_t, T>(a.logits, n, selected_class(a.labels, n, g.classes), i, j, g);
     case Mode::ConcatAll:
-      return c < g.channels ? static_cast<T>(a.features[feature]) : pooled_mask<scalar_t, T>(a.logits, n, c - g.channels, i, j, g);
+      return c < g.channels ? static_cast<T>(a.features[feature])
+                            : pooled_mask<scalar_t, T>(a.logits, n, c - g.channels, i, j, g);
     default:
       return c < g.channels ? static_cast<T>(a.features[feature])
                             : pooled_mask<scalar_t, T>(a.logits, n, selected_class(a.labels, n, g.classes), i, j, g);

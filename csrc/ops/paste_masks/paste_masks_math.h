@@ -96,10 +96,12 @@ HOST_DEVICE_INLINE ResizeTap<T> resize_tap(int64_t out, int64_t in_size, int64_t
   int64_t index0 = static_cast<int64_t>(floorf(static_cast<float>(real)));
   index0 = index0 < in_size - 1 ? index0 : in_size - 1;
   T lambda1 = real - static_cast<T>(index0);
-  lambda1 = lambda1 > static_cast<T>(0) ? (lambda1 < static_cast<T>(1) ? lambda1 : static_cast<T>(1)) : static_cast<T>(0);
+  lambda1 = lambda1 > static_cast<T>(0) ? lambda1 : static_cast<T>(0);
+  lambda1 = lambda1 < static_cast<T>(1) ? lambda1 : static_cast<T>(1);
   const scalar_t stored1 = static_cast<scalar_t>(lambda1);
   const scalar_t stored0 = static_cast<scalar_t>(static_cast<scalar_t>(1.) - stored1);
-  return ResizeTap<T>{index0, index0 + (index0 < in_size - 1 ? 1 : 0), static_cast<T>(stored0), static_cast<T>(stored1)};
+  const int64_t index1 = index0 + (index0 < in_size - 1 ? 1 : 0);
+  return ResizeTap<T>{index0, index1, static_cast<T>(stored0), static_cast<T>(stored1)};
 }
 
 // Value of the padded mask at (row, col) of its M_p x M_p grid.

@@ -36,7 +36,8 @@ template <typename T, typename logit_t>
 void image_by_element(const Image& image, const at::Tensor& logits, bool aligned, bool binary, at::Tensor& targets,
                       at::Tensor& maskiou) {
   const int64_t gts = image.masks.size(0);
-  at::Tensor sat = at::empty({gts, image.masks.size(1) + 1, image.masks.size(2) + 1}, image.masks.options().dtype(at::kInt));
+  at::Tensor sat =
+      at::empty({gts, image.masks.size(1) + 1, image.masks.size(2) + 1}, image.masks.options().dtype(at::kInt));
   auto a = make_image_args<T, logit_t>(image, logits, targets, sat.mutable_data_ptr<int32_t>(), aligned, binary);
   for (int64_t i = 0; i < gts * a.height; ++i) {
     sat_row_element(i, a);
@@ -79,9 +80,9 @@ std::tuple<at::Tensor, at::Tensor> maskiou_targets_cpu(
     }
     AT_DISPATCH_FLOATING_TYPES(mask_targets.scalar_type(), "maskiou_targets_by_element", [&] {
       using T = scalar_t;
-      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "maskiou_targets_by_element", [&] {
-        image_by_element<T, scalar_t>(image, logits, aligned, binary_mask_targets, mask_targets, maskiou);
-      });
+      AT_DISPATCH_FLOATING_TYPES_AND2(
+          at::kHalf, at::kBFloat16, logits.scalar_type(), "maskiou_targets_by_element",
+          [&] { image_by_element<T, scalar_t>(image, logits, aligned, binary_mask_targets, mask_targets, maskiou); });
     });
   }
   return {mask_targets, maskiou};

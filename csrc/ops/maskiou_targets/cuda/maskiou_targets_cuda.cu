@@ -67,7 +67,8 @@ void image_cuda(const Image& image, const at::Tensor& logits, bool aligned, bool
   const int64_t height = image.masks.size(1);
   const int64_t width = image.masks.size(2);
   at::Tensor sat = at::empty({gts, height + 1, width + 1}, image.masks.options().dtype(at::kInt));
-  const auto a = make_image_args<T, logit_t>(image, logits, mask_targets, sat.mutable_data_ptr<int32_t>(), aligned, binary);
+  const auto a =
+      make_image_args<T, logit_t>(image, logits, mask_targets, sat.mutable_data_ptr<int32_t>(), aligned, binary);
   const auto stream = c10::cuda::getCurrentCUDAStream();
   if (gts * height > 0) {
     sat_rows_kernel<<<grid_size(gts * height), kThreadsPerBlock, 0, stream>>>(gts * height, a);

@@ -1,19 +1,27 @@
 """Fast ops for Mask Scoring R-CNN, drop-in where torchvision has an equivalent."""
 
 from msrcnn_fast.ops.conv3x3 import Conv3x3ReLU, conv3x3_bias_relu
+from msrcnn_fast.ops.mask_pool_concat import MaskPoolConcat, mask_pool_concat
+from msrcnn_fast.ops.maskiou_targets import maskiou_targets, maskiou_targets_batched
 from msrcnn_fast.ops.multi_scale_roi_align import MultiScaleRoIAlign, multi_level_roi_align
 from msrcnn_fast.ops.nms import batched_nms, batched_soft_nms, nms, soft_nms
+from msrcnn_fast.ops.paste_masks import paste_masks
 from msrcnn_fast.ops.roi_align import RoIAlign, roi_align
 
 __all__ = [
     "Conv3x3ReLU",
+    "MaskPoolConcat",
     "MultiScaleRoIAlign",
     "RoIAlign",
     "batched_nms",
     "batched_soft_nms",
     "conv3x3_bias_relu",
+    "mask_pool_concat",
+    "maskiou_targets",
+    "maskiou_targets_batched",
     "multi_level_roi_align",
     "nms",
+    "paste_masks",
     "roi_align",
     "soft_nms",
 ]

@@ -19,9 +19,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 import triton
+from msrcnn_fast.kernels import conv3x3 as kernels
 
 from msrcnn_fast import ops
-from msrcnn_fast.kernels import conv3x3 as kernels
 from msrcnn_fast.ops import conv3x3 as conv3x3_ops
 
 ATOL32 = RTOL32 = 1e-5

@@ -19,11 +19,10 @@ import tempfile
 import pytest
 import torch
 import triton
+from msrcnn_fast.kernels import conv3x3 as kernels
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource, make_backend
 from triton.runtime.jit import create_function_from_signature
-
-from msrcnn_fast.kernels import conv3x3 as kernels
 
 CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 SHARED_MEMORY = {80: 166912, 90: kernels.H100_SHARED_MEMORY}  # bytes per block, opt-in

@@ -1,0 +1,34 @@
+"""The box head of Mask R-CNN (FPN version): two FC layers, then class scores and box deltas.
+
+Parameter names are torchvision's (TwoMLPHead.fc6/fc7, FastRCNNPredictor.cls_score/bbox_pred)
+so that torchvision checkpoints load unchanged.
+"""
+
+from torch import Tensor, nn
+
+__all__ = ["BoxHead", "BoxPredictor"]
+
+
+class BoxHead(nn.Module):
+    """[N, C, R, R] pooled RoI features -> [N, fc_dim]: FC + ReLU, FC + ReLU."""
+
+    def __init__(self, *, in_channels: int = 256, roi_size: int = 7, fc_dim: int = 1024):
+        super().__init__()
+        self.fc6 = nn.Linear(in_channels * roi_size * roi_size, fc_dim)
+        self.fc7 = nn.Linear(fc_dim, fc_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.flatten(start_dim=1)
+        return self.fc7(self.fc6(x).relu_()).relu_()
+
+
+class BoxPredictor(nn.Module):
+    """[N, fc_dim] -> class logits [N, num_classes] and per-class box deltas [N, 4 num_classes]."""
+
+    def __init__(self, *, in_channels: int = 1024, num_classes: int = 81):
+        super().__init__()
+        self.cls_score = nn.Linear(in_channels, num_classes)
+        self.bbox_pred = nn.Linear(in_channels, num_classes * 4)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.cls_score(x), self.bbox_pred(x)

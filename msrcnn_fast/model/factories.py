@@ -1,0 +1,201 @@
+"""Model factories, like torchvision's: msrcnn_resnet{18,50,101}_fpn and msrcnn_resnet101_dcn_fpn.
+
+Weights load only from local files (nothing is downloaded): ``weights`` is a whole-model
+state_dict (ours, or a torchvision Mask R-CNN's, which gets a new MaskIoU head),
+``backbone_weights`` an ImageNet ResNet state_dict.
+"""
+
+import torch
+
+from msrcnn_fast.model.backbone import resnet_fpn_backbone
+from msrcnn_fast.model.box_head import BoxHead, BoxPredictor
+from msrcnn_fast.model.mask_head import MaskHead
+from msrcnn_fast.model.maskiou_head import MaskIoUHead
+from msrcnn_fast.model.rcnn import MaskScoringRCNN
+from msrcnn_fast.model.roi_heads import MaskScoringRoIHeads, maskiou_input_channels
+from msrcnn_fast.model.rpn import build_rpn
+from msrcnn_fast.model.transform import DetectionTransform
+from msrcnn_fast.ops import MultiScaleRoIAlign
+
+__all__ = [
+    "mask_scoring_rcnn",
+    "msrcnn_resnet18_fpn",
+    "msrcnn_resnet50_fpn",
+    "msrcnn_resnet101_dcn_fpn",
+    "msrcnn_resnet101_fpn",
+]
+
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+# FPN levels P2-P6, one anchor size each (torchvision's Mask R-CNN).
+ANCHORS_P2_P6 = ((32,), (64,), (128,), (256,), (512,))
+# The paper's ResNet-18: P4, P5 and P6 only, so each level covers two sizes.
+ANCHORS_P4_P6 = ((32, 64), (128, 256), (512, 1024))
+
+
+def default_anchor_sizes(stages: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """Anchor sizes per FPN level (the stages' P levels, then P6): 2^(s + 3) pixels at P_s, as
+    torchvision; the paper's C4+C5 ResNet-18 gets two sizes per level to cover 32-1024."""
+    if stages == (4, 5):
+        return ANCHORS_P4_P6
+    return tuple((2 ** (s + 3),) for s in stages) + ((2 ** (stages[-1] + 4),),)
+
+
+def mask_scoring_rcnn(
+    *,
+    depth: int,
+    returned_stages: tuple[int, ...] = (2, 3, 4, 5),
+    deformable_stages: tuple[int, ...] = (),
+    num_classes: int = 81,
+    weights: str | None = None,
+    backbone_weights: str | None = None,
+    min_size: int = 800,
+    max_size: int = 1333,
+    image_mean: tuple[float, float, float] = IMAGE_MEAN,
+    image_std: tuple[float, float, float] = IMAGE_STD,
+    norm: str = "frozen_bn",
+    trainable_backbone_layers: int = 3,
+    fpn_channels: int = 256,
+    anchor_sizes: tuple[tuple[int, ...], ...] | None = None,
+    rpn_pre_nms_top_n_train: int = 2000,
+    rpn_pre_nms_top_n_test: int = 1000,
+    rpn_post_nms_top_n_train: int = 2000,
+    rpn_post_nms_top_n_test: int = 1000,
+    rpn_nms_thresh: float = 0.7,
+    rpn_batch_size_per_image: int = 256,
+    box_fc_dim: int = 1024,
+    box_batch_size_per_image: int = 512,
+    box_positive_fraction: float = 0.25,
+    box_score_thresh: float = 0.05,
+    box_nms_thresh: float = 0.5,
+    box_detections_per_img: int = 100,
+    soft_nms: bool = False,
+    soft_nms_sigma: float = 0.6,
+    mask_conv_dim: int = 256,
+    maskiou_conv_dim: int = 256,
+    maskiou_fc_dim: int = 1024,
+    mask_scoring: bool = True,
+    maskiou_input: str = "a",
+    maskiou_target: str = "target_class",
+    maskiou_tau: float = 0.0,
+    maskiou_loss_weight: float = 1.0,
+    gt_maskiou_at_eval: bool = False,
+    conv_backend: str = "auto",
+) -> MaskScoringRCNN:
+    """A Mask Scoring R-CNN on a ResNet-FPN backbone; every option keyword-only.
+
+    The defaults are the paper's (ResNet-50/101 FPN at 800/1333, RoIAlign 7x7 and 14x14 with
+    sampling ratio 2, 512 RoIs per image a quarter positive, hard NMS 0.5, top 100).
+    ``num_classes`` counts the background. Head widths (``box_fc_dim``, ``mask_conv_dim``,
+    ``maskiou_conv_dim``, ``maskiou_fc_dim``) can be narrowed for small CPU runs; ``norm``
+    ("frozen_bn", "bn", "gn") and ``trainable_backbone_layers`` (0-5) set how the backbone
+    trains. MaskIoU options: see MaskScoringRoIHeads (Tables 4-7 of the paper).
+    """
+    backbone = resnet_fpn_backbone(
+        depth=depth,
+        norm=norm,
+        trainable_layers=trainable_backbone_layers,
+        returned_stages=returned_stages,
+        deformable_stages=deformable_stages,
+        out_channels=fpn_channels,
+        weights_path=backbone_weights,
+    )
+    levels = [str(i) for i in range(len(returned_stages))]
+    if anchor_sizes is None:
+        anchor_sizes = default_anchor_sizes(tuple(returned_stages))
+    rpn = build_rpn(
+        anchor_sizes=anchor_sizes,
+        in_channels=fpn_channels,
+        pre_nms_top_n_train=rpn_pre_nms_top_n_train,
+        pre_nms_top_n_test=rpn_pre_nms_top_n_test,
+        post_nms_top_n_train=rpn_post_nms_top_n_train,
+        post_nms_top_n_test=rpn_post_nms_top_n_test,
+        nms_thresh=rpn_nms_thresh,
+        batch_size_per_image=rpn_batch_size_per_image,
+    )
+    maskiou_roi_size = 28 if maskiou_input == "d" else 14
+    roi_heads = MaskScoringRoIHeads(
+        box_roi_pool=MultiScaleRoIAlign(levels, 7, 2),
+        box_head=BoxHead(in_channels=fpn_channels, roi_size=7, fc_dim=box_fc_dim),
+        box_predictor=BoxPredictor(in_channels=box_fc_dim, num_classes=num_classes),
+        mask_roi_pool=MultiScaleRoIAlign(levels, 14, 2),
+        mask_head=MaskHead(
+            num_classes=num_classes, in_channels=fpn_channels, conv_dim=mask_conv_dim, conv_backend=conv_backend
+        ),
+        maskiou_head=MaskIoUHead(
+            num_classes=num_classes,
+            in_channels=maskiou_input_channels(maskiou_input, roi_channels=fpn_channels, num_classes=num_classes),
+            conv_dim=maskiou_conv_dim,
+            fc_dim=maskiou_fc_dim,
+            roi_size=maskiou_roi_size,
+            conv_backend=conv_backend,
+        ),
+        mask_roi_pool_28=MultiScaleRoIAlign(levels, 28, 2) if maskiou_input == "d" else None,
+        batch_size_per_image=box_batch_size_per_image,
+        positive_fraction=box_positive_fraction,
+        score_thresh=box_score_thresh,
+        nms_thresh=box_nms_thresh,
+        detections_per_img=box_detections_per_img,
+        soft_nms=soft_nms,
+        soft_nms_sigma=soft_nms_sigma,
+        mask_scoring=mask_scoring,
+        maskiou_input=maskiou_input,
+        maskiou_target=maskiou_target,
+        maskiou_tau=maskiou_tau,
+        maskiou_loss_weight=maskiou_loss_weight,
+        gt_maskiou_at_eval=gt_maskiou_at_eval,
+    )
+    transform = DetectionTransform(min_size, max_size, list(image_mean), list(image_std))
+    model = MaskScoringRCNN(backbone=backbone, rpn=rpn, roi_heads=roi_heads, transform=transform)
+    if weights is not None:
+        load_weights(model, weights)
+    return model
+
+
+def load_weights(model: MaskScoringRCNN, path: str) -> None:
+    """Loads a local state_dict: ours (a checkpoint's "model" entry too) or torchvision's."""
+    from msrcnn_fast.integrations.torchvision import is_torchvision_state_dict, torchvision_to_msrcnn_state_dict
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if is_torchvision_state_dict(state):
+        state = torchvision_to_msrcnn_state_dict(state)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("roi_heads.maskiou_head.")]
+        if missing or unexpected:
+            raise ValueError(f"{path}: does not fit this model (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    else:
+        model.load_state_dict(state)
+
+
+def msrcnn_resnet18_fpn(*, num_classes: int = 81, weights=None, backbone_weights=None, **kwargs) -> MaskScoringRCNN:
+    """ResNet-18 FPN as in the paper: only C4 and C5 feed the FPN (P4, P5, P6), images 600/1000."""
+    options = dict(min_size=600, max_size=1000, returned_stages=(4, 5)) | kwargs
+    return mask_scoring_rcnn(
+        depth=18, num_classes=num_classes, weights=weights, backbone_weights=backbone_weights, **options
+    )
+
+
+def msrcnn_resnet50_fpn(*, num_classes: int = 81, weights=None, backbone_weights=None, **kwargs) -> MaskScoringRCNN:
+    """ResNet-50 FPN (C2-C5, P2-P6), images 800/1333."""
+    return mask_scoring_rcnn(
+        depth=50, num_classes=num_classes, weights=weights, backbone_weights=backbone_weights, **kwargs
+    )
+
+
+def msrcnn_resnet101_fpn(*, num_classes: int = 81, weights=None, backbone_weights=None, **kwargs) -> MaskScoringRCNN:
+    """ResNet-101 FPN (C2-C5, P2-P6), images 800/1333."""
+    return mask_scoring_rcnn(
+        depth=101, num_classes=num_classes, weights=weights, backbone_weights=backbone_weights, **kwargs
+    )
+
+
+def msrcnn_resnet101_dcn_fpn(
+    *, num_classes: int = 81, weights=None, backbone_weights=None, **kwargs
+) -> MaskScoringRCNN:
+    """ResNet-101 DCN+FPN: deformable 3x3 convolutions in stages C3-C5, images 800/1333."""
+    options = dict(deformable_stages=(3, 4, 5)) | kwargs
+    return mask_scoring_rcnn(
+        depth=101, num_classes=num_classes, weights=weights, backbone_weights=backbone_weights, **options
+    )

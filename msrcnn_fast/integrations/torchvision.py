@@ -46,13 +46,22 @@ def _our_pooler(pooler: nn.Module) -> MultiScaleRoIAlign:
     )
 
 
-def add_mask_scoring(tv_model: MaskRCNN, *, maskiou_conv_dim: int = 256, maskiou_fc_dim: int = 1024, **options):
+def add_mask_scoring(
+    tv_model: MaskRCNN,
+    *,
+    maskiou_conv_dim: int = 256,
+    maskiou_fc_dim: int = 1024,
+    channels_last: bool = True,
+    **options,
+):
     """Patches a torchvision MaskRCNN in place into a Mask Scoring R-CNN and returns it.
 
     Its RPN filters proposals with msrcnn_fast.ops.batched_nms, its transform pastes masks
     with msrcnn_fast.ops.paste_masks (bool masks), and its RoI heads become
     MaskScoringRoIHeads on the same box and mask modules, with our fused RoIAlign and a new
-    MaskIoU head. ``options`` are MaskScoringRoIHeads options (mask_scoring, soft_nms, ...).
+    MaskIoU head. ``channels_last`` batches the images channels-last (faster; False keeps
+    torchvision's NCHW, and its exact numerics). ``options`` are MaskScoringRoIHeads options
+    (mask_scoring, soft_nms, ...).
     """
     if not isinstance(tv_model, MaskRCNN):
         raise TypeError(f"tv_model: expected a torchvision MaskRCNN, got {type(tv_model).__name__}")
@@ -61,6 +70,7 @@ def add_mask_scoring(tv_model: MaskRCNN, *, maskiou_conv_dim: int = 256, maskiou
     roi_channels = old.mask_head[0][0].in_channels if isinstance(old.mask_head, nn.Sequential) else 256
     tv_model.rpn.__class__ = ProposalNetwork
     tv_model.transform.__class__ = DetectionTransform
+    tv_model.transform.channels_last = channels_last
     maskiou_head = MaskIoUHead(
         num_classes=num_classes, in_channels=roi_channels + 1, conv_dim=maskiou_conv_dim, fc_dim=maskiou_fc_dim
     )

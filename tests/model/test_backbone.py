@@ -1,0 +1,48 @@
+"""Backbone pieces: frozen batch norm folded into the convolutions; normalisation choices."""
+
+import pytest
+import torch
+from torchvision.models import resnet
+from torchvision.ops import FrozenBatchNorm2d
+
+from msrcnn_fast.model.backbone import fold_frozen_batchnorm, norm_layer_of, resnet_fpn_backbone
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_folded_frozen_batchnorm_computes_the_same_network(depth):
+    torch.manual_seed(0)
+    plain = getattr(resnet, f"resnet{depth}")(weights=None, norm_layer=FrozenBatchNorm2d).eval()
+    with torch.no_grad():  # non-trivial statistics and affine parameters
+        for module in plain.modules():
+            if isinstance(module, FrozenBatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    folded = getattr(resnet, f"resnet{depth}")(weights=None, norm_layer=FrozenBatchNorm2d).eval()
+    folded.load_state_dict(plain.state_dict())
+    fold_frozen_batchnorm(folded)
+    assert folded.state_dict().keys() == plain.state_dict().keys()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        expected, actual = plain(x), folded(x)
+    # Only the summation order differs: float32 rounding, relative to the activations' scale.
+    torch.testing.assert_close(actual, expected, atol=1e-4 * expected.abs().max().item(), rtol=1e-4)
+    # Gradients reach the convolution weights as before.
+    folded.train()
+    folded(x).sum().backward()
+    assert folded.conv1.weight.grad is not None and folded.conv1.weight.grad.abs().sum() > 0
+
+
+def test_norm_choices():
+    assert norm_layer_of("frozen_bn") is FrozenBatchNorm2d
+    assert isinstance(norm_layer_of("gn")(64), torch.nn.GroupNorm)
+    with pytest.raises(ValueError, match="norm: expected"):
+        norm_layer_of("layer")
+
+
+def test_trainable_layers_freeze_the_rest():
+    backbone = resnet_fpn_backbone(depth=18, norm="bn", trainable_layers=2)
+    trainable = {name.split(".")[1] for name, p in backbone.body.named_parameters(prefix="body") if p.requires_grad}
+    assert trainable == {"layer3", "layer4"}
+    assert all(p.requires_grad for p in backbone.fpn.parameters())

@@ -14,6 +14,7 @@ import re
 from torch import Tensor, nn
 from torchvision.models.detection.mask_rcnn import MaskRCNN
 
+from msrcnn_fast.model.mask_head import class_mask_logits
 from msrcnn_fast.model.maskiou_head import MaskIoUHead
 from msrcnn_fast.model.rcnn import MaskScoringRCNN
 from msrcnn_fast.model.roi_heads import MaskScoringRoIHeads
@@ -25,15 +26,25 @@ __all__ = ["add_mask_scoring", "from_torchvision", "is_torchvision_state_dict", 
 
 
 class TorchvisionMaskHead(nn.Module):
-    """torchvision's MaskRCNNHeads + MaskRCNNPredictor as one head: features -> mask logits."""
+    """torchvision's MaskRCNNHeads + MaskRCNNPredictor with MaskHead's interface."""
 
     def __init__(self, head: nn.Module, predictor: nn.Module):
         super().__init__()
         self.head = head
-        self.predictor = predictor
+        self.upsample = predictor
+
+    @property
+    def predictor(self) -> nn.Module:
+        return self.upsample.mask_fcn_logits
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.upsample.relu(self.upsample.conv5_mask(self.head(x)))
+
+    def predict_classes(self, features: Tensor, labels: Tensor) -> Tensor:
+        return class_mask_logits(self.predictor, features, labels)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.predictor(self.head(x))
+        return self.predictor(self.features(x))
 
 
 def _our_pooler(pooler: nn.Module) -> MultiScaleRoIAlign:

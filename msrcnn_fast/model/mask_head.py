@@ -5,7 +5,20 @@ from torch import Tensor, nn
 
 from msrcnn_fast.ops.conv3x3 import Conv3x3ReLU, resolve_backend
 
-__all__ = ["MaskHead"]
+__all__ = ["MaskHead", "class_mask_logits"]
+
+
+def class_mask_logits(predictor: nn.Conv2d, features: Tensor, labels: Tensor) -> Tensor:
+    """A 1x1 predictor's logits [N, 1, H, W] for one class per RoI (labels [N]).
+
+    At inference only the predicted class's mask is used, so the predictor is applied for it
+    alone: 1 / num_classes of the work of predictor(features)[arange(N), labels].
+    """
+    n, channels, height, width = features.shape
+    weight = predictor.weight[labels].reshape(n, channels, 1)
+    pixels = features.permute(0, 2, 3, 1).reshape(n, height * width, channels)
+    logits = torch.baddbmm(predictor.bias[labels].reshape(n, 1, 1), pixels, weight)
+    return logits.reshape(n, 1, height, width)
 
 
 class MaskHead(nn.Module):
@@ -67,11 +80,18 @@ class MaskHead(nn.Module):
             nn.init.zeros_(conv.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """All classes' mask logits [N, num_classes, 2R, 2R]."""
+        return self.predictor(self.features(x))
+
+    def features(self, x: Tensor) -> Tensor:
+        """The upsampled mask features [N, conv_dim, 2R, 2R], before the per-class predictor."""
         if x.dim() != 4 or x.size(1) != self.in_channels:
             raise ValueError(f"x: expected a Tensor[N, {self.in_channels}, H, W], got shape {tuple(x.shape)}")
-        x = self.convs(x)
-        x = torch.relu(self.deconv(x))
-        return self.predictor(x)
+        return torch.relu_(self.deconv(self.convs(x)))
+
+    def predict_classes(self, features: Tensor, labels: Tensor) -> Tensor:
+        """The mask logits [N, 1, 2R, 2R] of one class per RoI (labels [N])."""
+        return class_mask_logits(self.predictor, features, labels)
 
     def extra_repr(self) -> str:
         return f"conv_backend={self.conv_backend!r}"

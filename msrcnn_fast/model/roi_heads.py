@@ -340,10 +340,15 @@ class MaskScoringRoIHeads(nn.Module):
 
     def predict_masks(self, features, boxes, scores, labels, image_shapes, targets=None):
         mask_features = self.mask_roi_pool(features, boxes, image_shapes)
-        mask_logits = self.mask_head(mask_features)
         all_labels = torch.cat(labels)
         rows = torch.arange(len(all_labels), device=all_labels.device)
-        class_logits = mask_logits[rows, all_labels]
+        upsampled = self.mask_head.features(mask_features)
+        if self.maskiou_input == "c":  # the MaskIoU head reads every class's mask
+            mask_logits = self.mask_head.predictor(upsampled)
+            class_logits = mask_logits[rows, all_labels]
+        else:
+            mask_logits = self.mask_head.predict_classes(upsampled, all_labels)
+            class_logits = mask_logits[:, 0]
         counts = [len(b) for b in boxes]
         if self.gt_maskiou_at_eval and targets is not None:
             maskiou = torch.cat(

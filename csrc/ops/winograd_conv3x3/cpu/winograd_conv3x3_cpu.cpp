@@ -1,0 +1,104 @@
+// winograd_conv3x3 CPU entry point: checks, dtype and layout choice, the filter transform,
+// chunk size; the kernels are in winograd_conv3x3_cpu_kernel.cpp (per CPU capability).
+//
+// dtypes: float32 runs the Winograd kernels. float16 and bfloat16 run them in float32 (the
+// input and weight converted, the output rounded once). float64 runs ATen's convolution:
+// it is the reference precision, and Winograd's transforms would only lose digits there.
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <optional>
+
+#include "common/checks.h"
+#include "common/cpu_capability.h"
+#include "ops/winograd_conv3x3/cpu/winograd_conv3x3_cpu_kernel.h"
+#include "ops/winograd_conv3x3/winograd_conv3x3_host.h"
+#include "ops/winograd_conv3x3/winograd_conv3x3_math.h"
+
+namespace msrcnn::winograd_conv3x3 {
+namespace {
+
+// U[16][panels][Cin][16] from weight [Cout, Cin, 3, 3] float.
+at::Tensor transform_filter(const at::Tensor& weight) {
+  const int64_t out_channels = weight.size(0);
+  const int64_t in_channels = weight.size(1);
+  const at::Tensor hwio = weight.permute({1, 2, 3, 0}).contiguous();
+  const auto shape = {int64_t{kTileElements}, panels_of(out_channels), in_channels, kPanel};
+  at::Tensor packed = out_channels % kPanel == 0 ? at::empty(shape, weight.options()) : at::zeros(shape, weight.options());
+  MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, transform_filter_kernel, hwio, packed);
+  return packed;
+}
+
+int64_t tiles_per_chunk(int64_t tiles, int64_t in_channels, int64_t out_channels) {
+  const char* env = std::getenv("MSRCNN_WINOGRAD_TILES");
+  int64_t chunk = env != nullptr ? std::atoll(env) : 96;
+  (void)in_channels;
+  (void)out_channels;
+  // At least one chunk per thread.
+  const int64_t threads = at::get_num_threads();
+  const int64_t even = (tiles + threads - 1) / threads;
+  chunk = std::min(chunk, (even + 5) / 6 * 6);
+  return std::max<int64_t>(chunk, 1);
+}
+
+at::Tensor forward_float(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                         bool relu) {
+  at::Tensor output = empty_output(input, weight);
+  if (output.numel() == 0) {
+    return output;
+  }
+  if (input.size(1) == 0) {  // no input channels: the bias alone
+    output.zero_();
+    if (bias.has_value()) {
+      output.add_(bias->reshape({1, -1, 1, 1}));
+    }
+    return relu ? output.clamp_min_(0) : output;
+  }
+  // The kernel reads channels contiguous, with any strides of N, H and W.
+  const at::Tensor x = input.stride(1) == 1 ? input : input.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor packed = transform_filter(weight);
+  std::optional<at::Tensor> b;
+  if (bias.has_value()) {
+    b = bias->contiguous();
+  }
+  const int64_t tiles = input.size(0) * tiles_along(input.size(2)) * tiles_along(input.size(3));
+  const int64_t chunk = tiles_per_chunk(tiles, input.size(1), weight.size(0));
+  MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, forward_kernel, x, packed, b, relu, chunk, output);
+  return output;
+}
+
+at::Tensor winograd_conv3x3_cpu(const at::Tensor& input, const at::Tensor& weight,
+                                const std::optional<at::Tensor>& bias, bool relu) {
+  const char* op = "msrcnn::winograd_conv3x3";
+  check_args(input, weight, bias, op);
+  check_device_type(input, c10::DeviceType::CPU, op, "input");
+  switch (input.scalar_type()) {
+    case at::kFloat:
+      return forward_float(input, weight, bias, relu);
+    case at::kHalf:
+    case at::kBFloat16: {
+      std::optional<at::Tensor> bias_float;
+      if (bias.has_value()) {
+        bias_float = bias->to(at::kFloat);
+      }
+      const at::Tensor x = input.to(at::kFloat, /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::ChannelsLast);
+      return forward_float(x, weight.to(at::kFloat), bias_float, relu)
+          .to(input.scalar_type(), /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::ChannelsLast);
+    }
+    default:
+      return aten_conv3x3(input, weight, bias, relu);
+  }
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(msrcnn, CPU, m) {
+  m.impl("winograd_conv3x3", &winograd_conv3x3_cpu);
+}
+
+}  // namespace msrcnn::winograd_conv3x3

@@ -27,10 +27,12 @@ namespace {
 at::Tensor transform_filter(const at::Tensor& weight) {
   const int64_t out_channels = weight.size(0);
   const int64_t in_channels = weight.size(1);
-  const at::Tensor hwio = weight.permute({1, 2, 3, 0}).contiguous();
+  // The kernel reads each 3x3 filter as 9 consecutive floats.
+  const bool filters_contiguous = weight.stride(3) == 1 && weight.stride(2) == 3;
+  const at::Tensor filters = filters_contiguous ? weight : weight.contiguous();
   const auto shape = {int64_t{kTileElements}, panels_of(out_channels), in_channels, kPanel};
   at::Tensor packed = out_channels % kPanel == 0 ? at::empty(shape, weight.options()) : at::zeros(shape, weight.options());
-  MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, transform_filter_kernel, hwio, packed);
+  MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, transform_filter_kernel, filters, packed);
   return packed;
 }
 

@@ -219,26 +219,46 @@ void transform_outputs(const Geometry& g, const float* m, const float* bias, boo
 
 }  // namespace
 
-void transform_filter_kernel(const at::Tensor& weight_hwio, at::Tensor& packed) {
-  const int64_t in_channels = weight_hwio.size(0);
-  const int64_t out_channels = weight_hwio.size(3);
+void transform_filter_kernel(const at::Tensor& weight, at::Tensor& packed) {
+  const int64_t out_channels = weight.size(0);
+  const int64_t in_channels = weight.size(1);
   const int64_t panels = panels_of(out_channels);
-  const float* w = weight_hwio.const_data_ptr<float>();
+  const int64_t stride_out = weight.stride(0);
+  const int64_t stride_in = weight.stride(1);
+  const float* w = weight.const_data_ptr<float>();
   float* u = packed.mutable_data_ptr<float>();
-  at::parallel_for(0, in_channels, 16, [&](int64_t begin, int64_t end) {
+  const int64_t blocks = (out_channels + kV - 1) / kV;
+  // Blocks of kV output channels: their filters of one input channel, kV rows of 9 floats,
+  // transposed into 9 vectors (one per tap), transformed together.
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    alignas(64) float taps[9 * kV];
     Vec g[9];
     Vec out[kTileElements];
-    for (int64_t ci = begin; ci < end; ++ci) {
-      const float* w_ci = w + ci * 9 * out_channels;
-      for (int64_t co = 0; co < out_channels; co += kV) {
-        const int64_t lanes = std::min<int64_t>(kV, out_channels - co);
+    for (int64_t block = begin; block < end; ++block) {
+      const int64_t co = block * kV;
+      const int64_t lanes = std::min<int64_t>(kV, out_channels - co);
+      float* dst = u + ((co / kPanel) * in_channels) * kPanel + co % kPanel;
+      for (int64_t ci = 0; ci < in_channels; ++ci) {
+        const float* src = w + co * stride_out + ci * stride_in;
+        if (lanes == kV) {
+          at::vec::transpose_mxn<float, kV, kV>(src, stride_out, taps, kV);  // taps 0-7
+          for (int64_t l = 0; l < kV; ++l) {
+            taps[8 * kV + l] = src[l * stride_out + 8];
+          }
+        } else {
+          std::fill(taps, taps + 9 * kV, 0.0f);
+          for (int64_t l = 0; l < lanes; ++l) {
+            for (int k = 0; k < 9; ++k) {
+              taps[k * kV + l] = src[l * stride_out + k];
+            }
+          }
+        }
         for (int k = 0; k < 9; ++k) {
-          g[k] = Vec::loadu(w_ci + k * out_channels + co, lanes);
+          g[k] = Vec::loadu(taps + k * kV);
         }
         filter_transform(g, out);
-        float* dst = u + ((co / kPanel) * in_channels + ci) * kPanel + co % kPanel;
         for (int xi = 0; xi < kTileElements; ++xi) {
-          out[xi].store(dst + xi * panels * in_channels * kPanel, lanes);
+          out[xi].store(dst + xi * panels * in_channels * kPanel + ci * kPanel, lanes);
         }
       }
     }

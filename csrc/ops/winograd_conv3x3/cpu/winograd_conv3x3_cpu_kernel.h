@@ -17,8 +17,8 @@ inline int64_t panels_of(int64_t out_channels) {
   return (out_channels + kPanel - 1) / kPanel;
 }
 
-// transform_filter_kernel: weight_hwio [Cin, 3, 3, Cout] float, contiguous (the weight
-// permuted); packed [16, panels, Cin, 16] float, contiguous, zero-filled where Cout % 16 != 0:
+// transform_filter_kernel: weight [Cout, Cin, 3, 3] float whose 3x3 filters are each
+// contiguous (strides (any, any, 3, 1): a contiguous weight, or a transposed view); packed [16, panels, Cin, 16] float, contiguous, zero-filled where Cout % 16 != 0:
 // packed[xi, p, ci, j] = (G g G^T)[xi] of the filter of output channel 16 p + j, input ci.
 //
 // forward_kernel: input [N, Cin, H, W] float with channel stride 1 (channels-last, or any
@@ -28,7 +28,7 @@ inline int64_t panels_of(int64_t out_channels) {
 // inputs, 16 GEMMs and output transform run on one thread's scratch buffers.
 #define MSRCNN_DECLARE_WINOGRAD_CONV3X3_CPU_KERNELS(CAPABILITY)                                        \
   namespace CAPABILITY {                                                                             \
-  void transform_filter_kernel(const at::Tensor& weight_hwio, at::Tensor& packed);                   \
+  void transform_filter_kernel(const at::Tensor& weight, at::Tensor& packed);                                       \
   void forward_kernel(const at::Tensor& input, const at::Tensor& packed, const std::optional<at::Tensor>& bias, \
                       bool relu, int64_t tiles_per_chunk, at::Tensor& output);                       \
   }

@@ -2,7 +2,6 @@
 
 #include <ATen/ops/conv2d.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/relu.h>
 
 #include "common/checks.h"
 
@@ -42,9 +41,14 @@ at::Tensor aten_conv3x3(const at::Tensor& input, const at::Tensor& weight, const
   if (output.numel() == 0) {
     return output;
   }
-  at::Tensor result = at::conv2d(input, weight, bias, /*stride=*/1, /*padding=*/1);
+  // A channels-last input makes ATen's convolution (oneDNN, cuDNN) write channels-last.
+  at::Tensor result =
+      at::conv2d(input.contiguous(at::MemoryFormat::ChannelsLast), weight, bias, /*stride=*/1, /*padding=*/1);
   if (relu) {
-    result = at::relu(result);
+    result.relu_();
+  }
+  if (result.strides() == output.strides()) {
+    return result;
   }
   output.copy_(result);
   return output;

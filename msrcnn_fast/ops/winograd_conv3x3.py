@@ -63,14 +63,33 @@ def conv3x3_input_grad(grad: Tensor, weight: Tensor) -> Tensor:
     return torch.ops.msrcnn.winograd_conv3x3(grad, flipped_filters(weight), None, False)
 
 
+def _check_like_input(input: Tensor, t: Tensor, name: str) -> None:
+    torch._check_type(
+        t.dtype == input.dtype, lambda: f"{_OP}: expected {name} of the input's dtype {input.dtype}, got {t.dtype}"
+    )
+    torch._check_value(
+        t.device == input.device,
+        lambda: f"{_OP}: expected input and {name} on the same device, got {input.device} and {t.device}",
+    )
+
+
 @torch.library.register_fake(_OP)
 def _winograd_conv3x3_fake(input, weight, bias, relu):
-    torch._check(input.dim() == 4, lambda: f"{_OP}: expected input [N, Cin, H, W], got shape {tuple(input.shape)}")
-    torch._check(
+    # The C++ checks (winograd_conv3x3_host.cpp), with the same error types.
+    torch._check_value(
+        input.dim() == 4, lambda: f"{_OP}: expected input [N, Cin, H, W], got shape {tuple(input.shape)}"
+    )
+    torch._check_value(
         weight.dim() == 4 and tuple(weight.shape[1:]) == (input.shape[1], 3, 3),
         lambda: f"{_OP}: expected weight [Cout, {input.shape[1]}, 3, 3], got shape {tuple(weight.shape)}",
     )
-    torch._check(
+    torch._check_type(
+        input.dtype.is_floating_point, lambda: f"{_OP}: expected a floating-point input, got {input.dtype}"
+    )
+    _check_like_input(input, weight, "weight")
+    if bias is not None:
+        _check_like_input(input, bias, "bias")
+    torch._check_value(
         bias is None or tuple(bias.shape) == (weight.shape[0],),
         lambda: f"{_OP}: expected bias [{weight.shape[0]}], got shape {tuple(bias.shape)}",
     )

@@ -35,11 +35,22 @@ at::Tensor empty_output(const at::Tensor& input, const at::Tensor& weight) {
       {input.size(0), weight.size(0), input.size(2), input.size(3)}, input.options(), at::MemoryFormat::ChannelsLast);
 }
 
+at::Tensor bias_only(at::Tensor output, const std::optional<at::Tensor>& bias, bool relu) {
+  output.zero_();
+  if (bias.has_value()) {
+    output.add_(bias->reshape({1, -1, 1, 1}));
+  }
+  return relu ? output.clamp_min_(0) : output;
+}
+
 at::Tensor aten_conv3x3(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                         bool relu) {
   at::Tensor output = empty_output(input, weight);
   if (output.numel() == 0) {
     return output;
+  }
+  if (input.size(1) == 0) {  // ATen's convolution returns no channels here
+    return bias_only(output, bias, relu);
   }
   // A channels-last input makes ATen's convolution (oneDNN, cuDNN) write channels-last.
   at::Tensor result =

@@ -17,6 +17,9 @@ void check_args(const at::Tensor& input, const at::Tensor& weight, const std::op
 // the NCHW and NHWC layouts coincide, C == 1 or H == W == 1: channel stride 1).
 at::Tensor empty_output(const at::Tensor& input, const at::Tensor& weight);
 
+// `output` = relu?(bias), broadcast: the convolution of an input with no channels.
+at::Tensor bias_only(at::Tensor output, const std::optional<at::Tensor>& bias, bool relu);
+
 // relu?(conv2d(input, weight, bias, 1, 1)) by ATen's convolution, into a channels-last output.
 at::Tensor aten_conv3x3(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                         bool relu);

@@ -61,12 +61,8 @@ at::Tensor forward_float(const at::Tensor& input, const at::Tensor& weight, cons
   if (output.numel() == 0) {
     return output;
   }
-  if (input.size(1) == 0) {  // no input channels: the bias alone
-    output.zero_();
-    if (bias.has_value()) {
-      output.add_(bias->reshape({1, -1, 1, 1}));
-    }
-    return relu ? output.clamp_min_(0) : output;
+  if (input.size(1) == 0) {
+    return bias_only(output, bias, relu);
   }
   // The kernel reads channels contiguous, with any strides of N, H and W.
   const at::Tensor x = input.stride(1) == 1 ? input : input.contiguous(at::MemoryFormat::ChannelsLast);

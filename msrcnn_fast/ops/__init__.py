@@ -7,12 +7,14 @@ from msrcnn_fast.ops.multi_scale_roi_align import MultiScaleRoIAlign, multi_leve
 from msrcnn_fast.ops.nms import batched_nms, batched_soft_nms, nms, soft_nms
 from msrcnn_fast.ops.paste_masks import paste_masks
 from msrcnn_fast.ops.roi_align import RoIAlign, roi_align
+from msrcnn_fast.ops.winograd_conv3x3 import WinogradConv2d, use_winograd_conv3x3, winograd_conv3x3
 
 __all__ = [
     "Conv3x3ReLU",
     "MaskPoolConcat",
     "MultiScaleRoIAlign",
     "RoIAlign",
+    "WinogradConv2d",
     "batched_nms",
     "batched_soft_nms",
     "conv3x3_bias_relu",
@@ -24,4 +26,6 @@ __all__ = [
     "paste_masks",
     "roi_align",
     "soft_nms",
+    "use_winograd_conv3x3",
+    "winograd_conv3x3",
 ]

@@ -1,0 +1,320 @@
+// winograd_conv3x3 CPU kernels over winograd_conv3x3_math.h. Compiled once per CPU capability:
+// CPU_CAPABILITY is DEFAULT or AVX2 (see setup.py), and at::vec::Vectorized follows it.
+//
+// The tiles (2x2 outputs each) of all images are numbered in one sequence and cut into
+// chunks. Per chunk, on one thread:
+//   1. input transform: V[xi][t][ci] = (B^T d_t B)[xi], vectorised over channels (NHWC reads);
+//   2. 16 GEMMs M[xi] = V[xi] U[xi] ([tiles, Cin] x [Cin, Cout]) by a register-blocked
+//      micro-kernel (6 tiles x 16 output channels: 12 accumulators), over panels of 16 output
+//      channels of the pre-packed U (a panel's Cin x 16 block, <= 16 KiB per K block, stays in
+//      L1 while the chunk's rows stream from L2);
+//   3. output transform A^T m A fused with bias and ReLU, written channels-last.
+// The chunk's V and M are scratch buffers that stay in the caches between the three steps.
+
+#include "ops/winograd_conv3x3/cpu/winograd_conv3x3_cpu_kernel.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "ops/winograd_conv3x3/winograd_conv3x3_math.h"
+
+namespace msrcnn::winograd_conv3x3::CPU_CAPABILITY {
+namespace {
+
+using Vec = at::vec::Vectorized<float>;
+constexpr int64_t kV = Vec::size();
+static_assert(kPanel == 2 * kV, "the micro-kernel holds a panel in two vectors");
+
+// Tiles per micro-tile: 6 x 2 accumulators + 2 panel vectors + 1 broadcast fit the 16 AVX2
+// registers.
+constexpr int kRows = 6;
+// The 16 planes of a chunk's V and M are this many floats (a cache line) further apart than
+// their size: planes a multiple of 4 KiB apart would map the 16 streams the transforms read
+// and write onto the same L1 sets (and 4K-alias), which measured ~15% slower.
+constexpr int64_t kPlanePad = 16;
+// Input channels per K block: a panel's block (kKBlock x 16 floats = 16 KiB) stays in L1.
+constexpr int64_t kKBlock = 256;
+
+int64_t round_up(int64_t x, int64_t m) {
+  return (x + m - 1) / m * m;
+}
+
+// Sizes and strides of one call.
+struct Geometry {
+  int64_t in_channels, out_channels, height, width;
+  int64_t tiles_h, tiles_w, tiles_per_image;
+  int64_t in_ld;   // V row stride: Cin rounded up to whole vectors
+  int64_t out_ld;  // M row stride: Cout rounded up to whole panels
+  int64_t panels;
+  int64_t in_sn, in_sh, in_sw;
+  int64_t out_sn, out_sh, out_sw;
+};
+
+// 64-byte aligned float scratch.
+struct Scratch {
+  float* data;
+  explicit Scratch(int64_t count)
+      : data(static_cast<float*>(std::aligned_alloc(64, round_up(std::max<int64_t>(count, 1) * sizeof(float), 64)))) {
+    TORCH_CHECK(data != nullptr, "msrcnn::winograd_conv3x3: out of memory for ", count, " floats of scratch");
+  }
+  ~Scratch() {
+    std::free(data);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+};
+
+// c[r][0:16] (+)= sum_k a[r * lda + k] * b[k][0:16] for r < R: the 16 output channels of a
+// panel for R tiles. Not accumulating: c is overwritten. The accumulators are named variables,
+// not an array: GCC keeps an array of Vectorized in memory (a store per FMA), named ones in
+// registers.
+template <int R>
+inline void micro_kernel(int64_t depth, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
+                         bool accumulate) {
+  Vec c00(0.0f), c01(0.0f), c10(0.0f), c11(0.0f), c20(0.0f), c21(0.0f);
+  Vec c30(0.0f), c31(0.0f), c40(0.0f), c41(0.0f), c50(0.0f), c51(0.0f);
+#define MSRCNN_WINOGRAD_ROWS(X) X(0, c00, c01) X(1, c10, c11) X(2, c20, c21) X(3, c30, c31) X(4, c40, c41) X(5, c50, c51)
+#define MSRCNN_WINOGRAD_LOAD(r, lo, hi)  \
+  if constexpr (R > r) {                 \
+    lo = Vec::loadu(c + r * ldc);        \
+    hi = Vec::loadu(c + r * ldc + kV);   \
+  }
+#define MSRCNN_WINOGRAD_FMA(r, lo, hi)   \
+  if constexpr (R > r) {                 \
+    const Vec ar(a[r * lda + k]);        \
+    lo = at::vec::fmadd(ar, b0, lo);     \
+    hi = at::vec::fmadd(ar, b1, hi);     \
+  }
+#define MSRCNN_WINOGRAD_STORE(r, lo, hi) \
+  if constexpr (R > r) {                 \
+    lo.store(c + r * ldc);               \
+    hi.store(c + r * ldc + kV);          \
+  }
+  if (accumulate) {
+    MSRCNN_WINOGRAD_ROWS(MSRCNN_WINOGRAD_LOAD)
+  }
+  for (int64_t k = 0; k < depth; ++k) {
+    const Vec b0 = Vec::loadu(b + k * kPanel);
+    const Vec b1 = Vec::loadu(b + k * kPanel + kV);
+    MSRCNN_WINOGRAD_ROWS(MSRCNN_WINOGRAD_FMA)
+  }
+  MSRCNN_WINOGRAD_ROWS(MSRCNN_WINOGRAD_STORE)
+#undef MSRCNN_WINOGRAD_STORE
+#undef MSRCNN_WINOGRAD_FMA
+#undef MSRCNN_WINOGRAD_LOAD
+#undef MSRCNN_WINOGRAD_ROWS
+}
+
+void micro_kernel_rows(int rows, int64_t depth, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
+                       bool accumulate) {
+  switch (rows) {
+    case 6: return micro_kernel<6>(depth, a, lda, b, c, ldc, accumulate);
+    case 5: return micro_kernel<5>(depth, a, lda, b, c, ldc, accumulate);
+    case 4: return micro_kernel<4>(depth, a, lda, b, c, ldc, accumulate);
+    case 3: return micro_kernel<3>(depth, a, lda, b, c, ldc, accumulate);
+    case 2: return micro_kernel<2>(depth, a, lda, b, c, ldc, accumulate);
+    default: return micro_kernel<1>(depth, a, lda, b, c, ldc, accumulate);
+  }
+}
+
+// Floats between consecutive planes of a chunk of `count` tiles with rows of `ld` floats.
+int64_t plane_stride(int64_t count, int64_t ld) {
+  return count * ld + kPlanePad;
+}
+
+// V[xi][t][:] for the tiles [first, first + count).
+void transform_inputs(const Geometry& g, const float* input, const float* zeros, int64_t first, int64_t count,
+                      float* v) {
+  const int64_t plane = plane_stride(count, g.in_ld);
+  const int64_t channels = g.in_channels;
+  for (int64_t t = 0; t < count; ++t) {
+    const int64_t tile = first + t;
+    const int64_t n = tile / g.tiles_per_image;
+    const int64_t ty = (tile % g.tiles_per_image) / g.tiles_w;
+    const int64_t tx = tile % g.tiles_w;
+    const float* src[kTileElements];
+    for (int i = 0; i < kTileIn; ++i) {
+      const int64_t y = ty * kTileOut - 1 + i;
+      for (int j = 0; j < kTileIn; ++j) {
+        const int64_t x = tx * kTileOut - 1 + j;
+        const bool inside = y >= 0 && y < g.height && x >= 0 && x < g.width;
+        src[i * kTileIn + j] = inside ? input + n * g.in_sn + y * g.in_sh + x * g.in_sw : zeros;
+      }
+    }
+    float* dst = v + t * g.in_ld;
+    Vec d[kTileElements];
+    Vec out[kTileElements];
+    for (int64_t c = 0; c < channels; c += kV) {
+      const int64_t lanes = std::min<int64_t>(kV, channels - c);
+      for (int e = 0; e < kTileElements; ++e) {
+        d[e] = Vec::loadu(src[e] + c, lanes);
+      }
+      input_transform(d, out);
+      // Whole vectors: the row is padded to in_ld, and the GEMM reads only the first Cin.
+      for (int e = 0; e < kTileElements; ++e) {
+        out[e].store(dst + e * plane + c);
+      }
+    }
+  }
+}
+
+// M[xi] = V[xi] U[xi] for one chunk of `count` tiles.
+void multiply(const Geometry& g, const float* v, const float* packed, int64_t count, float* m) {
+  const int64_t depth = g.in_channels;
+  for (int xi = 0; xi < kTileElements; ++xi) {
+    const float* a = v + xi * plane_stride(count, g.in_ld);
+    const float* u = packed + xi * g.panels * depth * kPanel;
+    float* c = m + xi * plane_stride(count, g.out_ld);
+    for (int64_t k0 = 0; k0 < depth; k0 += kKBlock) {
+      const int64_t kc = std::min(kKBlock, depth - k0);
+      for (int64_t p = 0; p < g.panels; ++p) {
+        const float* b = u + (p * depth + k0) * kPanel;
+        for (int64_t r0 = 0; r0 < count; r0 += kRows) {
+          const int rows = static_cast<int>(std::min<int64_t>(kRows, count - r0));
+          micro_kernel_rows(rows, kc, a + r0 * g.in_ld + k0, g.in_ld, b, c + r0 * g.out_ld + p * kPanel, g.out_ld,
+                            k0 > 0);
+        }
+      }
+    }
+  }
+}
+
+// output = relu?(A^T m A + bias) for the tiles [first, first + count). Outputs of border tiles
+// that fall outside the map (odd H or W) go to `sink`.
+void transform_outputs(const Geometry& g, const float* m, const float* bias, bool relu, float* sink, int64_t first,
+                       int64_t count, float* output) {
+  const int64_t plane = plane_stride(count, g.out_ld);
+  const int64_t channels = g.out_channels;
+  const Vec zero(0.0f);
+  for (int64_t t = 0; t < count; ++t) {
+    const int64_t tile = first + t;
+    const int64_t n = tile / g.tiles_per_image;
+    const int64_t ty = (tile % g.tiles_per_image) / g.tiles_w;
+    const int64_t tx = tile % g.tiles_w;
+    float* dst[kTileOut * kTileOut];
+    for (int i = 0; i < kTileOut; ++i) {
+      const int64_t y = ty * kTileOut + i;
+      for (int j = 0; j < kTileOut; ++j) {
+        const int64_t x = tx * kTileOut + j;
+        dst[i * kTileOut + j] = (y < g.height && x < g.width) ? output + n * g.out_sn + y * g.out_sh + x * g.out_sw
+                                                              : sink;
+      }
+    }
+    const float* src = m + t * g.out_ld;
+    Vec in[kTileElements];
+    Vec y[kTileOut * kTileOut];
+    for (int64_t c = 0; c < channels; c += kV) {
+      const int64_t lanes = std::min<int64_t>(kV, channels - c);
+      for (int e = 0; e < kTileElements; ++e) {
+        in[e] = Vec::loadu(src + e * plane + c);
+      }
+      output_transform(in, y);
+      const Vec b = bias != nullptr ? Vec::loadu(bias + c, lanes) : zero;
+      for (int q = 0; q < kTileOut * kTileOut; ++q) {
+        Vec value = y[q] + b;
+        if (relu) {
+          value = at::vec::maximum(value, zero);
+        }
+        value.store(dst[q] + c, lanes);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void transform_filter_kernel(const at::Tensor& weight, at::Tensor& packed) {
+  const int64_t out_channels = weight.size(0);
+  const int64_t in_channels = weight.size(1);
+  const int64_t panels = panels_of(out_channels);
+  const int64_t stride_out = weight.stride(0);
+  const int64_t stride_in = weight.stride(1);
+  const float* w = weight.const_data_ptr<float>();
+  float* u = packed.mutable_data_ptr<float>();
+  const int64_t blocks = (out_channels + kV - 1) / kV;
+  // Blocks of kV output channels: their filters of one input channel, kV rows of 9 floats,
+  // transposed into 9 vectors (one per tap), transformed together.
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    alignas(64) float taps[9 * kV];
+    Vec g[9];
+    Vec out[kTileElements];
+    for (int64_t block = begin; block < end; ++block) {
+      const int64_t co = block * kV;
+      const int64_t lanes = std::min<int64_t>(kV, out_channels - co);
+      float* dst = u + ((co / kPanel) * in_channels) * kPanel + co % kPanel;
+      for (int64_t ci = 0; ci < in_channels; ++ci) {
+        const float* src = w + co * stride_out + ci * stride_in;
+        if (lanes == kV) {
+          at::vec::transpose_mxn<float, kV, kV>(src, stride_out, taps, kV);  // taps 0-7
+          for (int64_t l = 0; l < kV; ++l) {
+            taps[8 * kV + l] = src[l * stride_out + 8];
+          }
+        } else {
+          std::fill(taps, taps + 9 * kV, 0.0f);
+          for (int64_t l = 0; l < lanes; ++l) {
+            for (int k = 0; k < 9; ++k) {
+              taps[k * kV + l] = src[l * stride_out + k];
+            }
+          }
+        }
+        for (int k = 0; k < 9; ++k) {
+          g[k] = Vec::loadu(taps + k * kV);
+        }
+        filter_transform(g, out);
+        for (int xi = 0; xi < kTileElements; ++xi) {
+          out[xi].store(dst + xi * panels * in_channels * kPanel + ci * kPanel, lanes);
+        }
+      }
+    }
+  });
+}
+
+void forward_kernel(const at::Tensor& input, const at::Tensor& packed, const std::optional<at::Tensor>& bias,
+                    bool relu, int64_t tiles_per_chunk, at::Tensor& output) {
+  Geometry g{};
+  g.in_channels = input.size(1);
+  g.out_channels = output.size(1);
+  g.height = input.size(2);
+  g.width = input.size(3);
+  g.tiles_h = tiles_along(g.height);
+  g.tiles_w = tiles_along(g.width);
+  g.tiles_per_image = g.tiles_h * g.tiles_w;
+  g.in_ld = round_up(g.in_channels, kV);
+  g.panels = panels_of(g.out_channels);
+  g.out_ld = g.panels * kPanel;
+  g.in_sn = input.stride(0);
+  g.in_sh = input.stride(2);
+  g.in_sw = input.stride(3);
+  g.out_sn = output.stride(0);
+  g.out_sh = output.stride(2);
+  g.out_sw = output.stride(3);
+
+  const int64_t tiles = input.size(0) * g.tiles_per_image;
+  const int64_t chunks = (tiles + tiles_per_chunk - 1) / tiles_per_chunk;
+  const float* in = input.const_data_ptr<float>();
+  const float* u = packed.const_data_ptr<float>();
+  const float* b = bias.has_value() ? bias->const_data_ptr<float>() : nullptr;
+  float* out = output.mutable_data_ptr<float>();
+
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    Scratch v(kTileElements * plane_stride(tiles_per_chunk, g.in_ld));
+    Scratch m(kTileElements * plane_stride(tiles_per_chunk, g.out_ld));
+    Scratch zeros(g.in_ld);
+    Scratch sink(g.out_ld);
+    std::fill(zeros.data, zeros.data + g.in_ld, 0.0f);
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      const int64_t first = chunk * tiles_per_chunk;
+      const int64_t count = std::min(tiles_per_chunk, tiles - first);
+      transform_inputs(g, in, zeros.data, first, count, v.data);
+      multiply(g, v.data, u, count, m.data);
+      transform_outputs(g, m.data, b, relu, sink.data, first, count, out);
+    }
+  });
+}
+
+}  // namespace msrcnn::winograd_conv3x3::CPU_CAPABILITY

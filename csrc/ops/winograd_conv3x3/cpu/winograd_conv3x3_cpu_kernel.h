@@ -1,0 +1,41 @@
+#pragma once
+
+// winograd_conv3x3's CPU kernels, compiled once per CPU capability (DEFAULT, AVX2).
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+
+namespace msrcnn::winograd_conv3x3 {
+
+// Output channels per panel of the transformed filters: the width of the GEMM micro-kernel
+// (two AVX2 vectors of float).
+constexpr int64_t kPanel = 16;
+
+// Panels that hold `out_channels` (the last one zero-padded).
+inline int64_t panels_of(int64_t out_channels) {
+  return (out_channels + kPanel - 1) / kPanel;
+}
+
+// transform_filter_kernel: weight [Cout, Cin, 3, 3] float whose 3x3 filters are each
+// contiguous (strides (any, any, 3, 1): a contiguous weight, or a transposed view); packed [16, panels, Cin, 16] float, contiguous, zero-filled where Cout % 16 != 0:
+// packed[xi, p, ci, j] = (G g G^T)[xi] of the filter of output channel 16 p + j, input ci.
+//
+// forward_kernel: input [N, Cin, H, W] float with channel stride 1 (channels-last, or any
+// strides of N, H, W); packed from transform_filter_kernel; bias [Cout] contiguous or none;
+// output [N, Cout, H, W] float, channel stride 1, every element written. The 2x2 tiles are
+// processed in chunks of `tiles_per_chunk` (parallel over chunks): each chunk's transformed
+// inputs, 16 GEMMs and output transform run on one thread's scratch buffers.
+#define MSRCNN_DECLARE_WINOGRAD_CONV3X3_CPU_KERNELS(CAPABILITY)                                        \
+  namespace CAPABILITY {                                                                             \
+  void transform_filter_kernel(const at::Tensor& weight, at::Tensor& packed);                                       \
+  void forward_kernel(const at::Tensor& input, const at::Tensor& packed, const std::optional<at::Tensor>& bias, \
+                      bool relu, int64_t tiles_per_chunk, at::Tensor& output);                       \
+  }
+
+MSRCNN_DECLARE_WINOGRAD_CONV3X3_CPU_KERNELS(DEFAULT)
+MSRCNN_DECLARE_WINOGRAD_CONV3X3_CPU_KERNELS(AVX2)
+
+#undef MSRCNN_DECLARE_WINOGRAD_CONV3X3_CPU_KERNELS
+
+}  // namespace msrcnn::winograd_conv3x3

@@ -24,7 +24,8 @@ class ImageBatch:
         return ImageBatch(self.tensors.to(device, non_blocking=non_blocking), list(self.image_sizes), targets)
 
     def pin_memory(self):  # called by DataLoader(pin_memory=True)
-        return ImageBatch(self.tensors.pin_memory(), self.image_sizes, self.targets)
+        targets = [{k: v.pin_memory() if torch.is_tensor(v) else v for k, v in t.items()} for t in self.targets]
+        return ImageBatch(self.tensors.pin_memory(), self.image_sizes, targets)
 
     def images(self):
         """The images as a list of views without their padding (the detector's input)."""

@@ -2,13 +2,11 @@
 
 A checkpoint holds only tensors, numbers, strings, lists and dicts (so weights_only loading
 accepts it): model, optimizer, lr schedule and grad-scaler states, the number of completed
-iterations, every rank's random-number states, the config and the categories.
+iterations, every rank's random-number states (engine/rng.py), the config and the categories.
 """
 
 import os
-import random
 
-import numpy as np
 import torch
 
 FORMAT = "msrcnn_fast.checkpoint/1"
@@ -40,42 +38,6 @@ def atomic_write(path, write):
         if os.path.exists(temporary):
             os.remove(temporary)
     _fsync_dir(folder)
-
-
-def capture_rng_state():
-    """This process's random-number states (torch CPU and CUDA, numpy, python)."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {
-            "kind": kind,
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": position,
-            "has_gauss": has_gauss,
-            "cached": cached,
-        },
-        "python": list(random.getstate()[1]),
-        "python_version": random.getstate()[0],
-        "python_gauss": random.getstate()[2],
-    }
-
-
-def restore_rng_state(state):
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    numpy_state = state["numpy"]
-    np.random.set_state(
-        (
-            numpy_state["kind"],
-            numpy_state["keys"].numpy().astype(np.uint32),
-            numpy_state["pos"],
-            numpy_state["has_gauss"],
-            numpy_state["cached"],
-        )
-    )
-    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
 
 
 def save_checkpoint(path, checkpoint):

@@ -26,22 +26,14 @@ from msrcnn_fast.engine.build import (
 )
 from msrcnn_fast.engine.distributed import gather_objects, mean_over_processes
 from msrcnn_fast.engine.metrics_log import MetricsLog
+from msrcnn_fast.engine.rng import capture_rng_state, restore_rng_state, seed_everything
 
 MODEL_TARGET_KEYS = ("boxes", "labels", "masks")
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; training stopped without writing a checkpoint."""
-
-
-def seed_everything(seed):
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    """The loss (or, after an update, the weights) became NaN or infinite; training stopped
+    without writing a checkpoint of that state."""
 
 
 def _short(name):
@@ -91,7 +83,7 @@ class Trainer:
 
     def state(self):
         """This rank's part of a checkpoint (collective: every rank must call it)."""
-        rng_states = gather_objects(ckpt.capture_rng_state(), self.info)
+        rng_states = gather_objects(capture_rng_state(), self.info)
         return {
             "iteration": self.iteration,
             "model": self.bare_model.state_dict(),
@@ -105,6 +97,17 @@ class Trainer:
         }
 
     def save(self, name):
+        # A finite loss can still give a non-finite update (an overflowing gradient without AMP's
+        # scaler): such weights must not become the "last good checkpoint".
+        bad = [n for n, p in self.bare_model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            last = ckpt.find_last_checkpoint(self.output_dir)
+            raise NonFiniteLossError(
+                f"iteration {self.iteration}: parameters became non-finite ({', '.join(bad[:3])}"
+                f"{', ...' if len(bad) > 3 else ''}); training stopped without saving them. "
+                f"Last good checkpoint: {last or 'none written yet'}. "
+                "Lower solver.base_lr, lengthen solver.warmup_iters or set solver.grad_clip_norm."
+            )
         state = self.state()
         if self.info.is_main:
             ckpt.save_checkpoint(os.path.join(self.output_dir, name), state)
@@ -119,7 +122,7 @@ class Trainer:
         self.grad_scaler.load_state_dict(checkpoint["grad_scaler"])
         self.iteration = checkpoint["iteration"]
         if checkpoint["world_size"] == self.info.world_size:
-            ckpt.restore_rng_state(checkpoint["rng"][self.info.rank])
+            restore_rng_state(checkpoint["rng"][self.info.rank])
         else:
             warnings.warn(
                 f"resuming on {self.info.world_size} processes from a checkpoint of {checkpoint['world_size']}: "

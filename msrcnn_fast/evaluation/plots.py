@@ -2,8 +2,9 @@
 
 Fig. 2 (a, b): MaskIoU against the score, for Mask R-CNN (classification score) and MS R-CNN
 (mask score); (c): the mean of each score per MaskIoU bin. Fig. 5: predicted against
-ground-truth MaskIoU. The paper's Fig. 2 keeps detections with MaskIoU and score both > 0.5;
-`min_value` chooses that selection (0 keeps all).
+ground-truth MaskIoU. Fig. 2 keeps, as the paper does, the detections whose MaskIoU and
+classification score are both above 0.5 (`min_value`), the same detections for both scorings;
+Fig. 5 shows all of them.
 """
 
 import os
@@ -30,27 +31,31 @@ def _scatter(axis, x, y, title, xlabel, ylabel):
 def plot_score_vs_maskiou(arrays, path, min_value=0.0):
     """Fig. 2 (a) and (b) side by side."""
     gt, score, mask_score = arrays["gt_maskiou"], arrays["score"], arrays["mask_score"]
+    keep = (gt > min_value) & (score > min_value)
     figure, axes = plt.subplots(1, 2, figsize=(10, 4.6), constrained_layout=True)
     for axis, values, name in (
         (axes[0], score, "Mask R-CNN: classification score"),
         (axes[1], mask_score, "MS R-CNN: mask score"),
     ):
-        keep = (gt > min_value) & (values > min_value)
         _scatter(axis, gt[keep], values[keep], name, "ground-truth MaskIoU", "score")
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
 
 
-def plot_mean_score_per_maskiou_bin(arrays, path, min_value=0.0, bins=10):
-    """Fig. 2 (c): per MaskIoU bin, the mean classification score and the mean mask score."""
+def plot_mean_score_per_maskiou_bin(arrays, path, min_value=0.0):
+    """Fig. 2 (c): per MaskIoU bin of width 0.1, the mean classification score and the mean mask score."""
     gt, score, mask_score = arrays["gt_maskiou"], arrays["score"], arrays["mask_score"]
+    bins = max(1, round((1.0 - min_value) / 0.1))
     edges = np.linspace(min_value, 1.0, bins + 1)
     index = np.clip(np.digitize(gt, edges) - 1, 0, bins - 1)
+    selected = (
+        (gt > min_value) & (score > min_value) if min_value > 0 else np.ones(len(gt), dtype=bool)
+    )  # as Fig. 2 (a, b)
     means = {"classification score (Mask R-CNN)": [], "mask score (MS R-CNN)": []}
     counts = []
     for b in range(bins):
-        in_bin = (index == b) & (gt >= min_value)
+        in_bin = (index == b) & selected
         counts.append(int(in_bin.sum()))
         for values, name in ((score, "classification score (Mask R-CNN)"), (mask_score, "mask score (MS R-CNN)")):
             means[name].append(float(values[in_bin].mean()) if in_bin.any() else 0.0)
@@ -85,7 +90,7 @@ def plot_predicted_vs_gt_maskiou(arrays, path):
     return path
 
 
-def write_plots(arrays, out_dir, min_value=0.0):
+def write_plots(arrays, out_dir, min_value=0.5):
     """All three figures into out_dir; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
     return [

@@ -22,6 +22,8 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign, misc
 
+from msrcnn_fast import ops
+
 IGNORED = ("weights", "maskiou_conv_dim", "maskiou_fc_dim", "soft_nms")
 
 
@@ -92,7 +94,7 @@ def standin_msrcnn(
     channels = body.out_channels
     box_pool = MultiScaleRoIAlign(featmap_names, output_size=7, sampling_ratio=2)
     mask_pool = MultiScaleRoIAlign(featmap_names, output_size=14, sampling_ratio=2)
-    return StandInMaskScoringRCNN(
+    model = StandInMaskScoringRCNN(
         body,
         rpn_anchor_generator=anchors,
         box_roi_pool=box_pool,
@@ -103,3 +105,7 @@ def standin_msrcnn(
         mask_predictor=MaskRCNNPredictor(mask_conv_dim, mask_conv_dim, num_classes),
         **kwargs,
     )
+    # The project's RoIAlign kernels, as the real model uses (torchvision's constructor insists on its own type).
+    model.roi_heads.box_roi_pool = ops.MultiScaleRoIAlign(featmap_names, output_size=7, sampling_ratio=2)
+    model.roi_heads.mask_roi_pool = ops.MultiScaleRoIAlign(featmap_names, output_size=14, sampling_ratio=2)
+    return model

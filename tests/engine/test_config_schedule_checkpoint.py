@@ -7,6 +7,7 @@ import torch
 from msrcnn_fast.engine import checkpoint as ckpt
 from msrcnn_fast.engine.config import ConfigError, load_config
 from msrcnn_fast.engine.lr_schedule import WarmupMultiStepLR, warmup_multistep_factor
+from msrcnn_fast.engine.rng import capture_rng_state, restore_rng_state
 
 MINIMAL = "model: {name: msrcnn_resnet50_fpn}\nsolver: {max_iter: 10}\n"
 
@@ -108,9 +109,9 @@ def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
     torch.manual_seed(1)
     np.random.seed(2)
     random.seed(3)
-    ckpt.save_checkpoint(tmp_path / "c.pth", {"rng": [ckpt.capture_rng_state()]})
+    ckpt.save_checkpoint(tmp_path / "c.pth", {"rng": [capture_rng_state()]})
     expected = (torch.rand(3), np.random.rand(3), random.random())
-    ckpt.restore_rng_state(ckpt.load_checkpoint(tmp_path / "c.pth")["rng"][0])
+    restore_rng_state(ckpt.load_checkpoint(tmp_path / "c.pth")["rng"][0])
     assert torch.equal(torch.rand(3), expected[0])
     assert np.array_equal(np.random.rand(3), expected[1]) and random.random() == expected[2]
 

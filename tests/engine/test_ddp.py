@@ -15,7 +15,7 @@ import torch
 from msrcnn_fast.engine.build import build_model
 from msrcnn_fast.engine.checkpoint import load_checkpoint
 from msrcnn_fast.engine.config import load_config
-from msrcnn_fast.engine.trainer import seed_everything
+from msrcnn_fast.engine.rng import seed_everything
 from tests.engine.conftest import REPO, run_standin_cli, tiny_config
 from tests.engine.standin import standin_msrcnn
 

@@ -97,6 +97,37 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
     assert [r["iteration"] for r in metrics(out)] == [1, 2, 3, 4]
 
 
+def nan_weights_at(call):
+    """A stand-in whose weights turn NaN after its `call`-th training forward, the loss still finite."""
+
+    def factory(**kwargs):
+        model = standin_msrcnn(**kwargs)
+        original, calls = model.forward, []
+
+        def forward(images, targets=None):
+            losses = original(images, targets)
+            if model.training:
+                calls.append(1)
+                if len(calls) == call:
+                    # .data: behind autograd's back, as a corrupting update would be
+                    model.roi_heads.box_predictor.cls_score.weight.data.fill_(float("nan"))
+            return losses
+
+        model.forward = forward
+        return model
+
+    return factory
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path, rectangles_root, capsys):
+    out = tmp_path / "out"
+    assert train(tiny_config(tmp_path / "c.yaml", rectangles_root, out), factory=nan_weights_at(4)) == 3
+    error = capsys.readouterr().err
+    assert "iteration 4: parameters became non-finite (" in error and "without saving them" in error
+    assert (out / "last_checkpoint").read_text().strip() == "model_0000002.pth"
+    assert not (out / "model_0000004.pth").exists()
+
+
 def test_resuming_a_finished_run_with_more_iterations_continues_it_exactly(tmp_path, rectangles_root):
     straight = tiny_config(tmp_path / "a.yaml", rectangles_root, tmp_path / "a", solver={"checkpoint_period": 0})
     assert train(straight) == 0

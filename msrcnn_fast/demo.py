@@ -6,7 +6,7 @@
 2. trains (resuming output_dir's last checkpoint, so a second run only evaluates);
 3. evaluates on the validation split: prints the side-by-side table, writes
    output_dir/eval/evaluation.json and the plots;
-4. draws the detections of a few validation images into output_dir/predictions.
+4. draws the detections of a few validation images into output_dir/eval/predictions.
 """
 
 import argparse
@@ -14,15 +14,12 @@ import os
 import sys
 import time
 
-import torch
-
 from msrcnn_fast.data.shapes import write_split
-from msrcnn_fast.engine.build import build_dataset, build_test_loader, resolve_device
+from msrcnn_fast.engine.build import resolve_device
 from msrcnn_fast.engine.config import ConfigError, load_config
 from msrcnn_fast.engine.distributed import ProcessInfo
-from msrcnn_fast.engine.inference import load_trained_model, predict_batches, run_evaluation
+from msrcnn_fast.engine.inference import run_evaluation
 from msrcnn_fast.engine.trainer import NonFiniteLossError, build_trainer
-from msrcnn_fast.evaluation import draw_detections
 
 DRAWN_IMAGES = 6
 
@@ -52,19 +49,6 @@ def ensure_shapes_dataset(cfg):
     return True
 
 
-def draw_some_predictions(cfg, checkpoint, out_dir, model_factory):
-    device = resolve_device(cfg)
-    dataset = build_dataset(cfg, "val", training=False)
-    model, categories = load_trained_model(cfg, checkpoint, device=device, model_factory=model_factory)
-    subset = torch.utils.data.Subset(dataset, range(min(DRAWN_IMAGES, len(dataset))))
-    loader = build_test_loader(cfg, subset, device_type=device, num_workers=0)
-    os.makedirs(out_dir, exist_ok=True)
-    names = [c["name"] for c in categories]
-    for image_id, image, output in predict_batches(model, loader, device=device):
-        draw_detections(image, output, names).save(os.path.join(out_dir, f"val_{image_id:06d}.png"))
-    return out_dir
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m msrcnn_fast.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/shapes_demo.yaml")
@@ -89,18 +73,20 @@ def main(argv=None, *, model_factory=None):
         final = trainer.run()
         print(f"trained to {final} ({time.perf_counter() - stage:.0f} s)")
         stage = time.perf_counter()
+        out_dir = os.path.join(cfg.output_dir, "eval")
         results, table = run_evaluation(
-            cfg, final, out_dir=os.path.join(cfg.output_dir, "eval"), model_factory=model_factory,
+            cfg, final, out_dir=out_dir, model_factory=model_factory, draw_images=DRAWN_IMAGES,
             progress=not args.no_progress,
         )  # fmt: skip
         print(f"evaluated {results['num_images']} images ({time.perf_counter() - stage:.0f} s)\n")
         print(table)
-        drawn = draw_some_predictions(cfg, final, os.path.join(cfg.output_dir, "predictions"), model_factory)
     except (ConfigError, FileNotFoundError, ValueError, NonFiniteLossError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"\nplots: {', '.join(results['plots'])}")
-    print(f"results: {os.path.join(cfg.output_dir, 'eval', 'evaluation.json')}; drawn predictions: {drawn}")
+    print(
+        f"results: {os.path.join(out_dir, 'evaluation.json')}; drawn detections: {os.path.join(out_dir, 'predictions')}"
+    )
     print(f"demo done in {time.perf_counter() - started:.0f} s")
     return 0
 

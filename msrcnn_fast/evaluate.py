@@ -23,6 +23,7 @@ def parse_args(argv):
     parser.add_argument("--checkpoint", required=True, help="a checkpoint from training (or a model state dict)")
     parser.add_argument("--out", help="folder for evaluation.json and the plots (default: output_dir/eval)")
     parser.add_argument("--max-images", type=int, help="evaluate the first N images of data.val only")
+    parser.add_argument("--draw", type=int, default=0, metavar="N", help="draw the first N images' detections too")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. test.max_detections=100")
     return parser.parse_args(argv)
@@ -36,7 +37,7 @@ def main(argv=None, *, model_factory=None):
         out_dir = args.out or os.path.join(cfg.output_dir, "eval")
         results, table = run_evaluation(
             cfg, args.checkpoint, out_dir=out_dir, model_factory=model_factory, max_images=args.max_images,
-            progress=not args.no_progress,
+            draw_images=args.draw, progress=not args.no_progress,
         )  # fmt: skip
     except (ConfigError, CocoFormatError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -8,7 +8,7 @@ from tqdm import tqdm
 from msrcnn_fast.engine.build import build_dataset, build_model, build_test_loader, resolve_device
 from msrcnn_fast.engine.checkpoint import load_checkpoint
 from msrcnn_fast.engine.config import ConfigError
-from msrcnn_fast.evaluation import MaskScoringEvaluator, format_table, save_results, write_plots
+from msrcnn_fast.evaluation import MaskScoringEvaluator, draw_detections, format_table, save_results, write_plots
 
 
 def load_trained_model(cfg, checkpoint_path, *, device, categories=None, model_factory=None):
@@ -42,9 +42,12 @@ def predict_batches(model, loader, *, device, amp=False):
             yield image_id, image, {k: v.cpu() for k, v in output.items()}
 
 
-def run_evaluation(cfg, checkpoint_path, *, out_dir, model_factory=None, max_images=None, progress=True):
-    """Evaluates a checkpoint on data.val: writes evaluation.json and the plots into out_dir;
-    returns (results dict, table text)."""
+def run_evaluation(
+    cfg, checkpoint_path, *, out_dir, model_factory=None, max_images=None, draw_images=0, draw_thresh=0.5, progress=True
+):
+    """Evaluates a checkpoint on data.val: writes evaluation.json and the plots into out_dir, and
+    the detections of the first `draw_images` images into out_dir/predictions; returns
+    (results dict, table text)."""
     device = resolve_device(cfg)
     dataset = build_dataset(cfg, "val", training=False)
     model, categories = load_trained_model(
@@ -55,9 +58,16 @@ def run_evaluation(cfg, checkpoint_path, *, out_dir, model_factory=None, max_ima
     evaluator = MaskScoringEvaluator(
         dataset.coco, category_ids=[c["id"] for c in categories], max_detections=cfg.test.max_detections
     )
+    draw_dir = os.path.join(out_dir, "predictions")
+    if draw_images:
+        os.makedirs(draw_dir, exist_ok=True)
     outputs = predict_batches(model, loader, device=device, amp=cfg.solver.amp)
-    for image_id, _, output in tqdm(outputs, total=len(subset), desc="evaluate", disable=not progress, mininterval=1):
+    bar = tqdm(outputs, total=len(subset), desc="evaluate", disable=not progress, mininterval=1)
+    for count, (image_id, image, output) in enumerate(bar):
         evaluator.add(image_id, output)
+        if count < draw_images:
+            drawing = draw_detections(image, output, [c["name"] for c in categories], score_thresh=draw_thresh)
+            drawing.save(os.path.join(draw_dir, f"{image_id}.png"))
     results = evaluator.evaluate()
     results.update(checkpoint=os.fspath(checkpoint_path), max_detections=cfg.test.max_detections)
     save_results(results, os.path.join(out_dir, "evaluation.json"))

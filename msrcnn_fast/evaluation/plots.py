@@ -69,6 +69,9 @@ def plot_mean_score_per_maskiou_bin(arrays, path, min_value=0.0):
         centres, [f"{lo:.1f}-{hi:.1f}\n(n={n})" for lo, hi, n in zip(edges[:-1], edges[1:], counts)], fontsize=7
     )
     axis.legend(loc="upper left", fontsize=8)
+    if not sum(counts):
+        message = f"no detection with MaskIoU and score > {min_value:g}" if min_value > 0 else "no detections"
+        axis.text(0.5, 0.5, message, transform=axis.transAxes, ha="center")
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path

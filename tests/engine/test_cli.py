@@ -26,7 +26,7 @@ def trained(tmp_path_factory, rectangles_root):
 
 def test_evaluate_prints_the_table_and_writes_json_and_plots(trained, tmp_path, capsys):
     config, checkpoint = trained
-    argv = ["--config", config, "--checkpoint", checkpoint, "--out", str(tmp_path), "--no-progress"]
+    argv = ["--config", config, "--checkpoint", checkpoint, "--out", str(tmp_path), "--no-progress", "--draw", "2"]
     assert evaluate_main(argv, model_factory=standin_msrcnn) == 0
     printed = capsys.readouterr().out
     for row in ("Mask R-CNN  segm", "MS R-CNN    segm", "MS R-CNN*", "box AP", "Pearson r, predicted vs ground-truth"):
@@ -38,6 +38,7 @@ def test_evaluate_prints_the_table_and_writes_json_and_plots(trained, tmp_path, 
         "fig2c_mean_score_per_maskiou_bin.png",
         "fig5_predicted_vs_gt_maskiou.png",
     ]
+    assert sorted(os.listdir(tmp_path / "predictions")) == ["1.png", "2.png"]
 
 
 def test_evaluate_a_subset(trained, tmp_path, capsys):
@@ -131,7 +132,7 @@ def test_the_demo_generates_trains_evaluates_and_draws(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "generated 4 train images" in printed and "MS R-CNN    segm" in printed and "demo done" in printed
     assert (tmp_path / "out" / "eval" / "evaluation.json").exists()
-    assert len(os.listdir(tmp_path / "out" / "predictions")) == 2
+    assert len(os.listdir(tmp_path / "out" / "eval" / "predictions")) == 2
     # a second run finds the data and the trained model: it only evaluates
     assert demo_main(["--config", config, "--no-progress"], model_factory=standin_msrcnn) == 0
     assert "generated" not in capsys.readouterr().out

@@ -22,6 +22,7 @@ from msrcnn_fast.engine.inference import run_evaluation
 from msrcnn_fast.engine.trainer import NonFiniteLossError, build_trainer
 
 DRAWN_IMAGES = 6
+DRAW_SCORE_THRESH = 0.3  # a model trained for minutes from scratch is rarely more confident
 
 
 def ensure_shapes_dataset(cfg):
@@ -76,6 +77,7 @@ def main(argv=None, *, model_factory=None):
         out_dir = os.path.join(cfg.output_dir, "eval")
         results, table = run_evaluation(
             cfg, final, out_dir=out_dir, model_factory=model_factory, draw_images=DRAWN_IMAGES,
+            draw_thresh=DRAW_SCORE_THRESH,
             progress=not args.no_progress,
         )  # fmt: skip
         print(f"evaluated {results['num_images']} images ({time.perf_counter() - stage:.0f} s)\n")

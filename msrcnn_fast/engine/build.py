@@ -2,7 +2,6 @@
 
 import math
 import os
-import warnings
 
 import torch
 
@@ -45,12 +44,6 @@ def build_model(cfg, *, num_classes, factory=None):
     """`factory(**kwargs)`: by default `msrcnn_fast.model.<cfg.model.name>`. Tests pass their
     own `factory` (a stand-in model); nothing else should."""
     kwargs = model_kwargs(cfg, num_classes=num_classes)
-    if kwargs.get("norm") == "frozen_bn" and kwargs.get("backbone_weights") is None and kwargs.get("weights") is None:
-        warnings.warn(
-            "model.norm is frozen_bn but model.backbone_weights is not set: frozen BatchNorm keeps its initial "
-            "statistics, so a backbone trained from scratch needs norm: bn or gn",
-            stacklevel=2,
-        )
     if factory is None:
         import msrcnn_fast.model as models  # here, not at the top: engine must import without a model built
 

@@ -157,5 +157,7 @@ def validate(cfg, source):
         )
     if solver.images_per_batch < 1:
         raise ConfigError(f"{source}: solver.images_per_batch must be >= 1, got {solver.images_per_batch}")
+    if (cfg.data.train_min_size is None) != (cfg.data.train_max_size is None):
+        raise ConfigError(f"{source}: set both data.train_min_size and data.train_max_size, or neither")
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"{source}: device must be auto, cpu or cuda, got {cfg.device!r}")

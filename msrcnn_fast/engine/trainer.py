@@ -57,7 +57,6 @@ class Trainer:
         device,
         categories,
         start_iter=0,
-        grad_scaler=None,
         progress=True,
     ):
         self.cfg = cfg
@@ -72,7 +71,7 @@ class Trainer:
         self.categories = categories
         self.iteration = start_iter
         self.amp = cfg.solver.amp and self.device.type == "cuda"
-        self.grad_scaler = grad_scaler or torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.grad_scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.output_dir = cfg.output_dir
         self.progress = progress and info.is_main
         self.metrics = MetricsLog(os.path.join(self.output_dir, "metrics.jsonl")) if info.is_main else None
@@ -96,18 +95,20 @@ class Trainer:
             "categories": self.categories,
         }
 
+    def _diverged(self, iteration, what):
+        last = ckpt.find_last_checkpoint(self.output_dir)
+        return NonFiniteLossError(
+            f"iteration {iteration}: {what}; training stopped. Last good checkpoint: {last or 'none written yet'}. "
+            "Lower solver.base_lr, lengthen solver.warmup_iters or set solver.grad_clip_norm."
+        )
+
     def save(self, name):
         # A finite loss can still give a non-finite update (an overflowing gradient without AMP's
         # scaler): such weights must not become the "last good checkpoint".
         bad = [n for n, p in self.bare_model.named_parameters() if not torch.isfinite(p).all()]
         if bad:
-            last = ckpt.find_last_checkpoint(self.output_dir)
-            raise NonFiniteLossError(
-                f"iteration {self.iteration}: parameters became non-finite ({', '.join(bad[:3])}"
-                f"{', ...' if len(bad) > 3 else ''}); training stopped without saving them. "
-                f"Last good checkpoint: {last or 'none written yet'}. "
-                "Lower solver.base_lr, lengthen solver.warmup_iters or set solver.grad_clip_norm."
-            )
+            listed = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+            raise self._diverged(self.iteration, f"parameters became non-finite ({listed}), not saved")
         state = self.state()
         if self.info.is_main:
             ckpt.save_checkpoint(os.path.join(self.output_dir, name), state)
@@ -143,13 +144,8 @@ class Trainer:
         # Reduced before backward, so every rank sees the same values and stops together.
         terms = mean_over_processes(loss_dict, self.info)
         if not all(math.isfinite(v) for v in terms.values()):
-            last = ckpt.find_last_checkpoint(self.output_dir)
-            raise NonFiniteLossError(
-                f"iteration {self.iteration + 1}: the loss is not finite "
-                f"({', '.join(f'{k}={v:.4g}' for k, v in terms.items())}); training stopped. "
-                f"Last good checkpoint: {last or 'none written yet'}. "
-                "Lower solver.base_lr, lengthen solver.warmup_iters or set solver.grad_clip_norm."
-            )
+            values = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
+            raise self._diverged(self.iteration + 1, f"the loss is not finite ({values})")
         self.optimizer.zero_grad(set_to_none=True)
         self.grad_scaler.scale(losses).backward()
         if self.cfg.solver.grad_clip_norm:
@@ -180,7 +176,8 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             terms = self.step(batch)
             bar.update(1)
-            bar.set_postfix({_short(k): f"{v:.3f}" for k, v in terms.items()}, refresh=False)
+            shown = {"lr": f"{lr:.2g}", "loss": f"{sum(terms.values()):.3f}"}
+            bar.set_postfix({**shown, **{_short(k): f"{v:.3f}" for k, v in terms.items()}}, refresh=False)
             done = self.iteration == self.max_iter
             if self.metrics and (self.iteration % log_period == 0 or done):
                 elapsed = time.perf_counter() - window_start
@@ -225,6 +222,12 @@ def build_trainer(cfg, *, info, device_type, resume=False, model_factory=None, p
     start if there is none yet)."""
     dataset = build_dataset(cfg, "train", training=True)
     max_iter, lr_steps = schedule_in_iterations(cfg, train_size=len(dataset))
+    if cfg.model.get("norm") == "frozen_bn" and cfg.model.get("backbone_weights") is None:
+        warnings.warn(
+            "model.norm is frozen_bn but model.backbone_weights is not set: frozen BatchNorm keeps its initial "
+            "statistics, so a backbone trained from scratch needs norm: gn (or bn)",
+            stacklevel=2,
+        )
     seed_everything(cfg.solver.seed)  # the same initial weights on every rank
     model = build_model(cfg, num_classes=dataset.num_classes, factory=model_factory).to(device_type)
     seed_everything(cfg.solver.seed + info.rank)
@@ -232,8 +235,6 @@ def build_trainer(cfg, *, info, device_type, resume=False, model_factory=None, p
     lr_schedule = build_lr_schedule(cfg, optimizer, lr_steps=lr_steps)
     checkpoint = ckpt.find_last_checkpoint(cfg.output_dir) if resume else None
     loaded = ckpt.load_checkpoint(checkpoint) if checkpoint else None
-    if loaded is not None:
-        model.load_state_dict(loaded["model"])  # before DDP, which broadcasts rank 0's weights
     start_iter = loaded["iteration"] if loaded is not None else 0
     loader = build_train_loader(cfg, dataset, info=info, start_iter=start_iter, device_type=device_type)
     trainer = Trainer(

@@ -19,7 +19,8 @@ from msrcnn_fast.evaluation.maskiou import pearson  # noqa: E402
 
 
 def _scatter(axis, x, y, title, xlabel, ylabel):
-    axis.scatter(x, y, s=4, alpha=0.35, linewidths=0)
+    crowded = len(x) > 500  # small faint points for many detections, visible ones for a few
+    axis.scatter(x, y, s=4 if crowded else 14, alpha=0.35 if crowded else 0.8, linewidths=0)
     axis.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle="--")
     axis.set(xlim=(0, 1), ylim=(0, 1), xlabel=xlabel, ylabel=ylabel, title=title)
     r = pearson(x, y)

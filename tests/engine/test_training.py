@@ -123,7 +123,7 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, rectangles_root, ca
     out = tmp_path / "out"
     assert train(tiny_config(tmp_path / "c.yaml", rectangles_root, out), factory=nan_weights_at(4)) == 3
     error = capsys.readouterr().err
-    assert "iteration 4: parameters became non-finite (" in error and "without saving them" in error
+    assert "iteration 4: parameters became non-finite (" in error and "not saved" in error
     assert (out / "last_checkpoint").read_text().strip() == "model_0000002.pth"
     assert not (out / "model_0000004.pth").exists()
 
@@ -145,3 +145,15 @@ def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path, rectangles_ro
     config = tiny_config(tmp_path / "c.yaml", rectangles_root, tmp_path / "out", solver={"max_iter": 1})
     assert train(config, "--resume") == 0
     assert load_checkpoint(tmp_path / "out" / "model_final.pth")["iteration"] == 1
+
+
+def test_data_side_resize_and_loader_workers(tmp_path, rectangles_root):
+    config = tiny_config(
+        tmp_path / "c.yaml",
+        rectangles_root,
+        tmp_path / "out",
+        solver={"max_iter": 2},
+        data={"train_min_size": [48, 56], "train_max_size": 64, "num_workers": 1},
+    )
+    assert train(config) == 0
+    assert [r["iteration"] for r in metrics(tmp_path / "out")] == [1, 2]

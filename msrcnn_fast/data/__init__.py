@@ -1,0 +1,19 @@
+"""COCO-format data: dataset, transforms, padded batching, training order, shapes generator."""
+
+from msrcnn_fast.data.batching import ImageBatch, collate_padded
+from msrcnn_fast.data.coco import CocoInstances
+from msrcnn_fast.data.coco_format import CocoFormatError, load_coco_instances
+from msrcnn_fast.data.sampler import TrainingBatchSampler
+from msrcnn_fast.data.transforms import Compose, RandomHorizontalFlip, ResizeMinMax
+
+__all__ = [
+    "CocoFormatError",
+    "CocoInstances",
+    "Compose",
+    "ImageBatch",
+    "RandomHorizontalFlip",
+    "ResizeMinMax",
+    "TrainingBatchSampler",
+    "collate_padded",
+    "load_coco_instances",
+]

@@ -1,0 +1,1 @@
+"""Training and inference machinery: config, builders, trainer, checkpoints, DDP set-up."""

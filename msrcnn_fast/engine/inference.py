@@ -1,0 +1,75 @@
+"""Inference over a dataset, and the evaluation run behind `python -m msrcnn_fast.evaluate`."""
+
+import os
+
+import torch
+from tqdm import tqdm
+
+from msrcnn_fast.engine.build import build_dataset, build_model, build_test_loader, resolve_device
+from msrcnn_fast.engine.checkpoint import load_checkpoint
+from msrcnn_fast.engine.config import ConfigError
+from msrcnn_fast.evaluation import MaskScoringEvaluator, draw_detections, format_table, save_results, write_plots
+
+
+def load_trained_model(cfg, checkpoint_path, *, device, categories=None, model_factory=None):
+    """(model in eval mode on `device`, categories). The categories come from the checkpoint;
+    `categories` (e.g. the evaluation set's) must agree with them, or stand in for a bare
+    state dict that has none."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    saved = checkpoint.get("categories")
+    if saved is not None and categories is not None and [c["id"] for c in saved] != [c["id"] for c in categories]:
+        raise ConfigError(
+            f"{checkpoint_path}: trained on category ids {[c['id'] for c in saved]}, "
+            f"but the evaluation data has {[c['id'] for c in categories]}"
+        )
+    categories = saved if saved is not None else categories
+    if categories is None:
+        raise ConfigError(f"{checkpoint_path}: holds no category list; give a dataset (data.val) to take it from")
+    model = build_model(cfg, num_classes=len(categories) + 1, factory=model_factory)
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval(), categories
+
+
+@torch.no_grad()
+def predict_batches(model, loader, *, device, amp=False):
+    """Yields (image_id, image tensor on CPU, output dict on CPU) per image."""
+    device = torch.device(device)
+    for batch in loader:
+        images = batch.to(device, non_blocking=True).images()
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+            outputs = model(images)
+        for image_id, image, output in zip(batch.image_ids, batch.images(), outputs):
+            yield image_id, image, {k: v.cpu() for k, v in output.items()}
+
+
+def run_evaluation(
+    cfg, checkpoint_path, *, out_dir, model_factory=None, max_images=None, draw_images=0, draw_thresh=0.5, progress=True
+):
+    """Evaluates a checkpoint on data.val: writes evaluation.json and the plots into out_dir, and
+    the detections of the first `draw_images` images into out_dir/predictions; returns
+    (results dict, table text)."""
+    device = resolve_device(cfg)
+    dataset = build_dataset(cfg, "val", training=False)
+    model, categories = load_trained_model(
+        cfg, checkpoint_path, device=device, categories=dataset.categories, model_factory=model_factory
+    )
+    subset = dataset if max_images is None else torch.utils.data.Subset(dataset, range(min(max_images, len(dataset))))
+    loader = build_test_loader(cfg, subset, device_type=device)
+    evaluator = MaskScoringEvaluator(
+        dataset.coco, category_ids=[c["id"] for c in categories], max_detections=cfg.test.max_detections
+    )
+    draw_dir = os.path.join(out_dir, "predictions")
+    if draw_images:
+        os.makedirs(draw_dir, exist_ok=True)
+    outputs = predict_batches(model, loader, device=device, amp=cfg.solver.amp)
+    bar = tqdm(outputs, total=len(subset), desc="evaluate", disable=not progress, mininterval=1)
+    for count, (image_id, image, output) in enumerate(bar):
+        evaluator.add(image_id, output)
+        if count < draw_images:
+            drawing = draw_detections(image, output, [c["name"] for c in categories], score_thresh=draw_thresh)
+            drawing.save(os.path.join(draw_dir, f"{image_id}.png"))
+    results = evaluator.evaluate()
+    results.update(checkpoint=os.fspath(checkpoint_path), max_detections=cfg.test.max_detections)
+    save_results(results, os.path.join(out_dir, "evaluation.json"))
+    results["plots"] = write_plots(evaluator.arrays(), out_dir)
+    return results, format_table(results)

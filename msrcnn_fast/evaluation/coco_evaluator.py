@@ -1,0 +1,156 @@
+"""COCO evaluation of Mask Scoring R-CNN, as in the paper's Tables 1 and 7.
+
+All AP figures come from pycocotools' COCOeval. Segmentation is evaluated three times, with
+the same masks and only the ranking score changed:
+  - Mask R-CNN: ranked by the classification score;
+  - MS R-CNN: ranked by the mask score (classification score x predicted MaskIoU);
+  - MS R-CNN*: the upper bound, classification score x ground-truth MaskIoU where that is > 0
+    (the predicted MaskIoU elsewhere), paper Sec. 4.4.
+Boxes are evaluated ranked by the classification score.
+"""
+
+import contextlib
+import copy
+import io
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from msrcnn_fast.evaluation.detections import detections_from_output
+from msrcnn_fast.evaluation.maskiou import ground_truth_maskiou, pearson
+
+STAT_NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+SEGM_RANKINGS = {
+    "segm_mask_rcnn": "classification score",
+    "segm_ms_rcnn": "mask score",
+    "segm_ms_rcnn_upper_bound": "classification score x ground-truth MaskIoU",
+}
+
+
+def results_as_coco(coco_gt, records):
+    """A COCO object of detection `records` (pycocotools' loadRes, which fails on an empty list)."""
+    if records:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return coco_gt.loadRes(copy.deepcopy(records))
+    empty = COCO()
+    empty.dataset = {"images": list(coco_gt.dataset["images"]), "categories": coco_gt.dataset["categories"]}
+    empty.dataset["annotations"] = []
+    with contextlib.redirect_stdout(io.StringIO()):
+        empty.createIndex()
+    return empty
+
+
+def run_cocoeval(coco_gt, records, iou_type, image_ids=None):
+    """COCOeval on `records` (COCO result dicts); returns {stat name: value, "summary": text}.
+    `image_ids` limits the evaluation to those images (default: all of coco_gt)."""
+    coco_dt = results_as_coco(coco_gt, records)
+    evaluator = COCOeval(coco_gt, coco_dt, iou_type)
+    if image_ids is not None:
+        evaluator.params.imgIds = sorted(image_ids)
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = {name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats)}
+    stats["summary"] = text.getvalue().strip()
+    return stats
+
+
+def bbox_records(detections):
+    records = []
+    for box, category_id, score in zip(detections.boxes, detections.category_ids, detections.scores):
+        x1, y1, x2, y2 = (float(v) for v in box)
+        records.append(
+            {
+                "image_id": detections.image_id,
+                "category_id": int(category_id),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(score),
+            }
+        )
+    return records
+
+
+def segm_records(detections, scores):
+    return [
+        {
+            "image_id": detections.image_id,
+            "category_id": int(category_id),
+            "segmentation": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")},
+            "score": float(score),
+        }
+        for rle, category_id, score in zip(detections.rles, detections.category_ids, scores)
+    ]
+
+
+def upper_bound_scores(scores, predicted_maskiou, gt_maskiou):
+    """MS R-CNN*: ground-truth MaskIoU in place of the prediction where it is > 0."""
+    return scores * np.where(gt_maskiou > 0, gt_maskiou, predicted_maskiou)
+
+
+class MaskScoringEvaluator:
+    """Collects detections image by image (`add`), then evaluates them all (`evaluate`).
+
+    `coco_gt` is the ground truth (a pycocotools COCO, e.g. CocoInstances.coco);
+    `category_ids[label - 1]` maps the model's labels to its category ids.
+    """
+
+    def __init__(self, coco_gt, *, category_ids, max_detections=100):
+        self.coco_gt = coco_gt
+        self.category_ids = list(category_ids)
+        self.max_detections = max_detections
+        self.detections = []
+        self.gt_maskiou = []
+
+    def add(self, image_id, output):
+        if image_id not in self.coco_gt.imgs:
+            raise KeyError(f"image id {image_id} is not in the ground truth")
+        detections = detections_from_output(image_id, output, self.category_ids, self.max_detections)
+        self.detections.append(detections)
+        self.gt_maskiou.append(ground_truth_maskiou(detections, self.coco_gt))
+
+    def _concatenate(self, field):
+        values = [getattr(d, field) for d in self.detections]
+        return np.concatenate(values) if values else np.zeros(0, np.float32)
+
+    def arrays(self):
+        """Per-detection arrays over all images: score, mask_score, predicted and GT MaskIoU."""
+        return {
+            "score": self._concatenate("scores"),
+            "mask_score": self._concatenate("mask_scores"),
+            "predicted_maskiou": self._concatenate("predicted_maskiou"),
+            "gt_maskiou": np.concatenate(self.gt_maskiou) if self.gt_maskiou else np.zeros(0, np.float32),
+        }
+
+    def coco_records(self):
+        """COCO result lists: "bbox" and one "segm" list per ranking (SEGM_RANKINGS)."""
+        records = {"bbox": [], **{name: [] for name in SEGM_RANKINGS}}
+        for detections, gt_maskiou in zip(self.detections, self.gt_maskiou):
+            records["bbox"] += bbox_records(detections)
+            records["segm_mask_rcnn"] += segm_records(detections, detections.scores)
+            records["segm_ms_rcnn"] += segm_records(detections, detections.mask_scores)
+            upper = upper_bound_scores(detections.scores, detections.predicted_maskiou, gt_maskiou)
+            records["segm_ms_rcnn_upper_bound"] += segm_records(detections, upper)
+        return records
+
+    def evaluate(self):
+        """{"bbox", "segm_mask_rcnn", "segm_ms_rcnn", "segm_ms_rcnn_upper_bound": COCO stats,
+        "maskiou": correlations, "num_images", "num_detections"}."""
+        image_ids = [d.image_id for d in self.detections]
+        results = {}
+        for name, records in self.coco_records().items():
+            results[name] = run_cocoeval(self.coco_gt, records, "bbox" if name == "bbox" else "segm", image_ids)
+        arrays = self.arrays()
+        gt = arrays["gt_maskiou"]
+        results["maskiou"] = {
+            "pearson_predicted_vs_gt": pearson(arrays["predicted_maskiou"], gt),
+            "pearson_score_vs_gt": pearson(arrays["score"], gt),
+            "pearson_mask_score_vs_gt": pearson(arrays["mask_score"], gt),
+            "mean_gt_maskiou": float(gt.mean()) if len(gt) else float("nan"),
+            "detections": int(len(gt)),
+        }
+        results["num_images"] = len(image_ids)
+        results["num_detections"] = int(len(gt))
+        return results

@@ -1,0 +1,55 @@
+"""The side-by-side table (like the paper's Table 1, with Table 7's upper bound) and the JSON file."""
+
+import json
+import math
+import os
+
+COLUMNS = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
+ROWS = [
+    ("segm_mask_rcnn", "Mask R-CNN  segm, ranked by classification score"),
+    ("segm_ms_rcnn", "MS R-CNN    segm, ranked by mask score"),
+    ("segm_ms_rcnn_upper_bound", "MS R-CNN*   segm, ground-truth MaskIoU (upper bound)"),
+    ("bbox", "box AP      bbox, ranked by classification score"),
+]
+
+
+def _percent(value):
+    # COCOeval gives -1 where a statistic has no ground truth (e.g. no small objects)
+    return f"{'-':>6}" if value < 0 else f"{100 * value:6.1f}"
+
+
+def _r(value):
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+def format_table(results):
+    width = max(len(label) for _, label in ROWS)
+    lines = [f"{'':<{width}} " + " ".join(f"{c:>6}" for c in COLUMNS)]
+    for key, label in ROWS:
+        lines.append(f"{label:<{width}} " + " ".join(_percent(results[key][c]) for c in COLUMNS))
+    gain = 100 * (results["segm_ms_rcnn"]["AP"] - results["segm_mask_rcnn"]["AP"])
+    maskiou = results["maskiou"]
+    lines += [
+        "",
+        f"mask scoring changes segm AP by {gain:+.1f} (paper, R-18 FPN on COCO: +1.6; R-101 DCN+FPN: +1.4)",
+        f"Pearson r, predicted vs ground-truth MaskIoU: {_r(maskiou['pearson_predicted_vs_gt'])} "
+        f"over {maskiou['detections']} detections (top {results.get('max_detections', 100)} per image; paper: 0.74)",
+        f"Pearson r with ground-truth MaskIoU: classification score {_r(maskiou['pearson_score_vs_gt'])}, "
+        f"mask score {_r(maskiou['pearson_mask_score_vs_gt'])}",
+        f"{results['num_images']} images, {results['num_detections']} detections",
+    ]
+    return "\n".join(lines)
+
+
+def _jsonable(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def save_results(results, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(_jsonable(results), file, indent=2)

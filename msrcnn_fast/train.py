@@ -1,0 +1,64 @@
+"""Train Mask Scoring R-CNN.
+
+    python -m msrcnn_fast.train --config configs/NAME.yaml [key=value ...] [--resume]
+    torchrun --nproc_per_node N -m msrcnn_fast.train --config ... (DDP: nccl on CUDA, gloo on CPU)
+
+Writes output_dir/{config.yaml, metrics.jsonl, model_NNNNNNN.pth, model_final.pth}.
+--resume continues from output_dir's last checkpoint exactly where it stopped.
+"""
+
+import argparse
+import os
+import sys
+
+import yaml
+
+from msrcnn_fast.data import CocoFormatError
+from msrcnn_fast.engine.build import resolve_device
+from msrcnn_fast.engine.config import ConfigError, load_config
+from msrcnn_fast.engine.distributed import init_distributed, shutdown_distributed
+from msrcnn_fast.engine.trainer import NonFiniteLossError, build_trainer
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m msrcnn_fast.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="YAML config, e.g. configs/shapes_demo.yaml")
+    parser.add_argument("--resume", action="store_true", help="continue from output_dir's last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. solver.base_lr=0.01")
+    return parser.parse_args(argv)
+
+
+def main(argv=None, *, model_factory=None):
+    """`model_factory` replaces msrcnn_fast.model's factory (tests' stand-in model only)."""
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        device_type = resolve_device(cfg)
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    info = init_distributed(device_type)
+    try:
+        trainer = build_trainer(
+            cfg, info=info, device_type=device_type, resume=args.resume, model_factory=model_factory,
+            progress=not args.no_progress,
+        )  # fmt: skip
+        if info.is_main:
+            os.makedirs(cfg.output_dir, exist_ok=True)
+            with open(os.path.join(cfg.output_dir, "config.yaml"), "w", encoding="utf-8") as file:
+                yaml.safe_dump(cfg.to_dict(), file, sort_keys=False)
+        final = trainer.run()
+        if info.is_main:
+            print(f"training done: {final}")
+        return 0
+    except (ConfigError, CocoFormatError, FileNotFoundError, NonFiniteLossError) as error:
+        if info.is_main:
+            print(f"error: {error}", file=sys.stderr)
+        return 2 if not isinstance(error, NonFiniteLossError) else 3
+    finally:
+        shutdown_distributed()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

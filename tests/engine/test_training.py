@@ -1,0 +1,159 @@
+"""Training in-process with the tiny stand-in: loss falls, metrics, checkpoints, NaN stop, resume."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from msrcnn_fast.engine.checkpoint import load_checkpoint
+from msrcnn_fast.train import main as train_main
+from tests.engine.conftest import tiny_config
+from tests.engine.standin import standin_msrcnn
+
+
+def train(config, *args, factory=standin_msrcnn):
+    return train_main(["--config", config, "--no-progress", *args], model_factory=factory)
+
+
+def metrics(output_dir):
+    with open(os.path.join(output_dir, "metrics.jsonl")) as file:
+        return [json.loads(line) for line in file]
+
+
+def test_a_tiny_config_trains_and_its_loss_falls(tmp_path, rectangles_root):
+    # Eight images, six epochs: the detector must start to fit them.
+    config = tiny_config(
+        tmp_path / "c.yaml",
+        rectangles_root,
+        tmp_path / "out",
+        solver={"max_iter": 24, "lr_steps": [], "warmup_iters": 3, "checkpoint_period": 0},
+        data={"hflip_prob": 0.0},
+    )
+    assert train(config) == 0
+    losses = [record["loss"] for record in metrics(tmp_path / "out")]
+    assert len(losses) == 24
+    first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
+    assert last < 0.75 * first, losses
+
+
+def test_metrics_lines_and_checkpoints(tmp_path, rectangles_root):
+    out = tmp_path / "out"
+    config = tiny_config(tmp_path / "c.yaml", rectangles_root, out, solver={"keep_checkpoints": 2})
+    assert train(config) == 0
+    records = metrics(out)
+    assert [r["iteration"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert {"lr", "loss", "loss_mask", "loss_classifier", "loss_objectness", "eta_seconds"} <= set(records[0])
+    assert records[0]["lr"] < records[2]["lr"]  # warm-up
+    assert records[4]["lr"] == pytest.approx(0.002)  # x0.1 after iteration 4
+    assert sorted(os.listdir(out)) == [
+        "config.yaml", "last_checkpoint", "metrics.jsonl", "model_0000002.pth", "model_0000004.pth", "model_final.pth",
+    ]  # fmt: skip
+    assert (out / "last_checkpoint").read_text().strip() == "model_final.pth"
+    checkpoint = torch.load(out / "model_final.pth", weights_only=True)  # plain data only
+    assert checkpoint["iteration"] == 6 and checkpoint["categories"][1]["name"] == "cyan"
+    assert checkpoint["lr_schedule"]["last_epoch"] == 6 and len(checkpoint["rng"]) == 1
+
+
+def test_old_periodic_checkpoints_are_removed(tmp_path, rectangles_root):
+    out = tmp_path / "out"
+    config = tiny_config(tmp_path / "c.yaml", rectangles_root, out, solver={"keep_checkpoints": 1, "max_iter": 7})
+    assert train(config) == 0
+    assert sorted(n for n in os.listdir(out) if n.endswith(".pth")) == ["model_0000006.pth", "model_final.pth"]
+
+
+def nan_loss_at(call):
+    """A stand-in whose mask loss becomes NaN at its `call`-th training forward."""
+
+    def factory(**kwargs):
+        model = standin_msrcnn(**kwargs)
+        original, calls = model.forward, []
+
+        def forward(images, targets=None):
+            losses = original(images, targets)
+            if model.training:
+                calls.append(1)
+                if len(calls) == call:
+                    losses["loss_mask"] = losses["loss_mask"] * float("nan")
+            return losses
+
+        model.forward = forward
+        return model
+
+    return factory
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, rectangles_root, capsys):
+    out = tmp_path / "out"
+    config = tiny_config(tmp_path / "c.yaml", rectangles_root, out)
+    assert train(config, factory=nan_loss_at(5)) == 3
+    error = capsys.readouterr().err
+    assert "iteration 5: the loss is not finite" in error and "loss_mask=nan" in error
+    assert f"Last good checkpoint: {out / 'model_0000004.pth'}" in error
+    assert not (out / "model_final.pth").exists()
+    assert (out / "last_checkpoint").read_text().strip() == "model_0000004.pth"
+    good = load_checkpoint(out / "model_0000004.pth")
+    assert good["iteration"] == 4 and all(torch.isfinite(v).all() for v in good["model"].values())
+    assert [r["iteration"] for r in metrics(out)] == [1, 2, 3, 4]
+
+
+def nan_weights_at(call):
+    """A stand-in whose weights turn NaN after its `call`-th training forward, the loss still finite."""
+
+    def factory(**kwargs):
+        model = standin_msrcnn(**kwargs)
+        original, calls = model.forward, []
+
+        def forward(images, targets=None):
+            losses = original(images, targets)
+            if model.training:
+                calls.append(1)
+                if len(calls) == call:
+                    # .data: behind autograd's back, as a corrupting update would be
+                    model.roi_heads.box_predictor.cls_score.weight.data.fill_(float("nan"))
+            return losses
+
+        model.forward = forward
+        return model
+
+    return factory
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path, rectangles_root, capsys):
+    out = tmp_path / "out"
+    assert train(tiny_config(tmp_path / "c.yaml", rectangles_root, out), factory=nan_weights_at(4)) == 3
+    error = capsys.readouterr().err
+    assert "iteration 4: parameters became non-finite (" in error and "not saved" in error
+    assert (out / "last_checkpoint").read_text().strip() == "model_0000002.pth"
+    assert not (out / "model_0000004.pth").exists()
+
+
+def test_resuming_a_finished_run_with_more_iterations_continues_it_exactly(tmp_path, rectangles_root):
+    straight = tiny_config(tmp_path / "a.yaml", rectangles_root, tmp_path / "a", solver={"checkpoint_period": 0})
+    assert train(straight) == 0
+    split = tiny_config(tmp_path / "b.yaml", rectangles_root, tmp_path / "b", solver={"checkpoint_period": 0})
+    assert train(split, "solver.max_iter=3") == 0
+    assert train(split, "--resume") == 0
+    a, b = load_checkpoint(tmp_path / "a" / "model_final.pth"), load_checkpoint(tmp_path / "b" / "model_final.pth")
+    assert b["iteration"] == 6
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+    assert [r["iteration"] for r in metrics(tmp_path / "b")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path, rectangles_root):
+    config = tiny_config(tmp_path / "c.yaml", rectangles_root, tmp_path / "out", solver={"max_iter": 1})
+    assert train(config, "--resume") == 0
+    assert load_checkpoint(tmp_path / "out" / "model_final.pth")["iteration"] == 1
+
+
+def test_data_side_resize_and_loader_workers(tmp_path, rectangles_root):
+    config = tiny_config(
+        tmp_path / "c.yaml",
+        rectangles_root,
+        tmp_path / "out",
+        solver={"max_iter": 2},
+        data={"train_min_size": [48, 56], "train_max_size": 64, "num_workers": 1},
+    )
+    assert train(config) == 0
+    assert [r["iteration"] for r in metrics(tmp_path / "out")] == [1, 2]

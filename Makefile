@@ -40,8 +40,10 @@ test: build lint
 bench: build
 	$(PY) -m pytest benchmarks
 
+# Generates the shapes dataset (out/shapes), trains configs/shapes_demo.yaml on the CPU
+# (out/shapes_demo; a second run resumes and only evaluates), prints the table, writes the plots.
 demo: build
-	@echo "make demo: the MS R-CNN training demo is not there yet (issue: data, training, evaluation)."
+	$(PY) -m msrcnn_fast.demo $(DEMO_ARGS)
 
 # A FORCE_CUDA=1 build into its own folder, imported from there: fails unless every
 # msrcnn::* op has a CUDA kernel registered. Runs without a GPU.

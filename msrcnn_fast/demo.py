@@ -59,7 +59,7 @@ def parse_args(argv):
 
 
 def main(argv=None, *, model_factory=None):
-    """`model_factory` replaces msrcnn_fast.model's factory (tests' stand-in model only)."""
+    """`model_factory` replaces msrcnn_fast.model's factory (tests inject failures with it)."""
     args = parse_args(argv)
     started = time.perf_counter()
     try:

@@ -41,7 +41,7 @@ def read_image(path):
 
 
 def main(argv=None, *, model_factory=None):
-    """`model_factory` replaces msrcnn_fast.model's factory (tests' stand-in model only)."""
+    """`model_factory` replaces msrcnn_fast.model's factory (tests inject failures with it)."""
     args = parse_args(argv)
     try:
         missing = [path for path in args.images if not os.path.isfile(path)]

@@ -30,7 +30,7 @@ def parse_args(argv):
 
 
 def main(argv=None, *, model_factory=None):
-    """`model_factory` replaces msrcnn_fast.model's factory (tests' stand-in model only)."""
+    """`model_factory` replaces msrcnn_fast.model's factory (tests inject failures with it)."""
     args = parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)

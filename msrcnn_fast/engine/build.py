@@ -42,7 +42,7 @@ def model_kwargs(cfg, *, num_classes):
 
 def build_model(cfg, *, num_classes, factory=None):
     """`factory(**kwargs)`: by default `msrcnn_fast.model.<cfg.model.name>`. Tests pass their
-    own `factory` (a stand-in model); nothing else should."""
+    own `factory` (the model with injected failures); nothing else should."""
     kwargs = model_kwargs(cfg, num_classes=num_classes)
     if factory is None:
         import msrcnn_fast.model as models  # here, not at the top: engine must import without a model built

@@ -15,7 +15,7 @@ from msrcnn_fast.model.rcnn import MaskScoringRCNN
 from msrcnn_fast.model.roi_heads import MaskScoringRoIHeads, maskiou_input_channels
 from msrcnn_fast.model.rpn import build_rpn
 from msrcnn_fast.model.transform import DetectionTransform
-from msrcnn_fast.ops import MultiScaleRoIAlign
+from msrcnn_fast.ops import MultiScaleRoIAlign, use_winograd_conv3x3
 
 __all__ = [
     "mask_scoring_rcnn",
@@ -62,6 +62,8 @@ def mask_scoring_rcnn(
     rpn_post_nms_top_n_train: int = 2000,
     rpn_post_nms_top_n_test: int = 1000,
     rpn_nms_thresh: float = 0.7,
+    rpn_fg_iou_thresh: float = 0.7,
+    rpn_bg_iou_thresh: float = 0.3,
     rpn_batch_size_per_image: int = 256,
     box_fc_dim: int = 1024,
     box_batch_size_per_image: int = 512,
@@ -91,7 +93,12 @@ def mask_scoring_rcnn(
     ``maskiou_conv_dim``, ``maskiou_fc_dim``) can be narrowed for small CPU runs; ``norm``
     ("frozen_bn", "bn", "gn") and ``trainable_backbone_layers`` (0-5) set how the backbone
     trains. ``channels_last`` runs the network on channels-last tensors (faster on CPUs and
-    tensor cores; False: NCHW, as torchvision). MaskIoU options: see MaskScoringRoIHeads (Tables 4-7 of the paper).
+    tensor cores; False: NCHW, as torchvision). ``conv_backend`` picks the 3x3 convolutions:
+    "auto" runs the mask and MaskIoU heads' on the Triton kernels on CUDA, and on the CPU every
+    3x3 stride-1 convolution (backbone, FPN, RPN and heads) on the Winograd kernels of
+    msrcnn::winograd_conv3x3 (float32; other dtypes and devices run ATen's); "triton" or
+    "winograd" force one for the heads (see msrcnn_fast.ops.conv3x3_bias_relu); "aten" runs
+    ATen's convolutions everywhere, as torchvision. MaskIoU options: see MaskScoringRoIHeads (Tables 4-7 of the paper).
     """
     backbone = resnet_fpn_backbone(
         depth=depth,
@@ -113,6 +120,8 @@ def mask_scoring_rcnn(
         post_nms_top_n_train=rpn_post_nms_top_n_train,
         post_nms_top_n_test=rpn_post_nms_top_n_test,
         nms_thresh=rpn_nms_thresh,
+        fg_iou_thresh=rpn_fg_iou_thresh,
+        bg_iou_thresh=rpn_bg_iou_thresh,
         batch_size_per_image=rpn_batch_size_per_image,
     )
     maskiou_roi_size = 28 if maskiou_input == "d" else 14
@@ -152,6 +161,8 @@ def mask_scoring_rcnn(
     model = MaskScoringRCNN(backbone=backbone, rpn=rpn, roi_heads=roi_heads, transform=transform)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if conv_backend in ("auto", "winograd"):
+        use_winograd_conv3x3(model)
     if weights is not None:
         load_weights(model, weights)
     return model

@@ -33,7 +33,8 @@ class MaskHead(nn.Module):
         in_channels: channels of the RoI features.
         conv_dim: width of the convs and the transposed conv.
         num_convs: number of 3x3 convs (4 in Mask R-CNN).
-        conv_backend: 'auto' (Triton kernels on CUDA tensors, ATen elsewhere), 'triton' or 'aten',
+        conv_backend: 'auto' (Triton kernels on CUDA tensors, Winograd on the CPU), 'triton',
+            'winograd' or 'aten' (see msrcnn_fast.ops.conv3x3_bias_relu),
             for the 3x3 convs. Settable later through the ``conv_backend`` attribute.
 
     Init (as torchvision's MaskRCNNHeads and MaskRCNNPredictor): every conv Kaiming normal

@@ -24,7 +24,8 @@ class MaskIoUHead(nn.Module):
         conv_dim: width of the four convs.
         fc_dim: width of the first two FCs.
         roi_size: spatial size of the input (the FC input is conv_dim x ceil(roi_size / 2)^2).
-        conv_backend: 'auto' (Triton kernels on CUDA tensors, ATen elsewhere), 'triton' or 'aten'.
+        conv_backend: 'auto' (Triton kernels on CUDA tensors, Winograd on the CPU), 'triton',
+            'winograd' or 'aten' (see msrcnn_fast.ops.conv3x3_bias_relu).
             Settable later through the ``conv_backend`` attribute.
 
     Init (paper code): convs Kaiming normal (fan_out, ReLU), FCs Kaiming uniform (a=1), the last

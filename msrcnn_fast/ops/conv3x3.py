@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.library import triton_op
 from torch.utils.flop_counter import conv_flop_count, register_flop_formula
 
-from msrcnn_fast.ops.winograd_conv3x3 import conv3x3_input_grad
+from msrcnn_fast.ops.winograd_conv3x3 import conv3x3_input_grad, conv3x3_weight_grad, winograd_conv3x3
 
 try:
     from msrcnn_fast.kernels.conv3x3 import conv3x3_backward_input, conv3x3_backward_weight, conv3x3_forward
@@ -50,19 +50,22 @@ except ImportError as error:  # pragma: no cover - Triton is a dependency of tor
 
 __all__ = ["BACKENDS", "Conv3x3ReLU", "conv3x3_bias_relu", "resolve_backend"]
 
-BACKENDS = ("auto", "triton", "aten")
+BACKENDS = ("auto", "triton", "winograd", "aten")
 _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def resolve_backend(backend: str, device: torch.device | str) -> str:
-    """'triton' or 'aten': what ``backend`` ('auto', 'triton', 'aten') means for tensors on ``device``.
+    """'triton', 'winograd' or 'aten': what ``backend`` (one of BACKENDS) means on ``device``.
 
-    'auto' is Triton on CUDA (when Triton imports) and ATen elsewhere.
+    'auto' is Triton on CUDA (when Triton imports), Winograd on the CPU, ATen elsewhere.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
     if backend == "auto":
-        return "triton" if torch.device(device).type == "cuda" and _TRITON_ERROR is None else "aten"
+        device_type = torch.device(device).type
+        if device_type == "cuda" and _TRITON_ERROR is None:
+            return "triton"
+        return "winograd" if device_type == "cpu" else "aten"
     return backend
 
 
@@ -126,8 +129,7 @@ def _conv3x3_backward_input(grad: Tensor, weight: Tensor, stride: int, height: i
 def _conv3x3_backward_weight(grad: Tensor, input: Tensor, stride: int) -> tuple[Tensor, Tensor]:
     if _runs_triton(input):
         return conv3x3_backward_weight(grad, input, stride)
-    weight_size = (grad.size(1), input.size(1), 3, 3)
-    grad_weight = torch.nn.grad.conv2d_weight(input, weight_size, grad, stride, 1)
+    grad_weight = conv3x3_weight_grad(input, grad, stride)
     return grad_weight.contiguous(), grad.sum((0, 2, 3))
 
 
@@ -179,21 +181,27 @@ def conv3x3_bias_relu(
         weight: Tensor[Cout, Cin, 3, 3], input's dtype.
         bias: Tensor[Cout] or None.
         stride: 1 or 2.
-        backend: 'auto' (Triton on CUDA tensors, ATen elsewhere), 'triton' (the msrcnn op; on
-            CPU it runs the kernels only under TRITON_INTERPRET=1) or 'aten' (F.conv2d + relu).
+        backend: 'auto' (Triton on CUDA tensors, Winograd on CPU tensors, ATen elsewhere),
+            'triton' (the msrcnn op; on CPU it runs the Triton kernels only under
+            TRITON_INTERPRET=1), 'winograd' (msrcnn::winograd_conv3x3 at stride 1, which runs
+            its own kernels on CPU float32 and ATen's elsewhere; F.conv2d + relu at stride 2)
+            or 'aten' (F.conv2d + relu).
 
     Returns:
         Tensor[N, Cout, (H - 1) // stride + 1, (W - 1) // stride + 1]; channels-last from the
-        Triton path, ATen's layout from the ATen path. Under autocast the Triton path computes
-        in the autocast dtype, as F.conv2d does.
+        Triton and Winograd paths, ATen's layout from ATen. Under autocast the Triton and
+        Winograd paths compute in the autocast dtype, as F.conv2d does.
     """
-    if resolve_backend(backend, input.device) == "aten":
-        return torch.relu(F.conv2d(input, weight, bias, stride, 1))
+    resolved = resolve_backend(backend, input.device)
+    if resolved == "aten" or (resolved == "winograd" and stride != 1):
+        return torch.relu_(F.conv2d(input, weight, bias, stride, 1))  # in place: conv2d's backward needs no output
     device_type = input.device.type
     if device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type):
         dtype = torch.get_autocast_dtype(device_type)
         input, weight = input.to(dtype), weight.to(dtype)
         bias = None if bias is None else bias.to(dtype)
+    if resolved == "winograd":
+        return winograd_conv3x3(input, weight, bias, relu=True)
     return torch.ops.msrcnn.conv3x3_bias_relu(input, weight, bias, stride)
 
 

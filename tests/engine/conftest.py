@@ -53,14 +53,19 @@ def rectangles_root(tmp_path_factory):
     return root
 
 
+# The real MS R-CNN, made small: R-18 FPN on C2 + C3 with 32 channels, narrow heads, 64 px.
 TINY_MODEL = {
     "name": "msrcnn_resnet18_fpn",
-    "backbone": "tiny",  # a stand-in option (tests/engine/standin.py)
+    "returned_stages": [2, 3],
+    "fpn_channels": 32,
     "norm": "gn",
+    "trainable_backbone_layers": 5,
     "min_size": SIZE,
     "max_size": SIZE,
     "box_fc_dim": 32,
     "mask_conv_dim": 8,
+    "maskiou_conv_dim": 8,
+    "maskiou_fc_dim": 32,
     "rpn_pre_nms_top_n_train": 200,
     "rpn_post_nms_top_n_train": 40,
     "rpn_pre_nms_top_n_test": 100,
@@ -71,7 +76,7 @@ TINY_MODEL = {
 
 
 def tiny_config(path, root, output_dir, *, model=None, solver=None, data=None):
-    """Writes a config for the tiny stand-in on the rectangles dataset; returns its path."""
+    """Writes a config for the tiny model on the rectangles dataset; returns its path."""
     config = {
         "model": {**TINY_MODEL, **(model or {})},
         "data": {
@@ -100,9 +105,7 @@ def tiny_config(path, root, output_dir, *, model=None, solver=None, data=None):
     return str(path)
 
 
-def run_standin_cli(*args, env=None, **popen):
-    """Runs `python -m tests.engine.standin_cli ARGS` from the repository root (one thread)."""
+def run_cli(module, *args, env=None, **popen):
+    """Runs `python -m msrcnn_fast.MODULE ARGS` from the repository root (one thread)."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO, **(env or {})}
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.engine.standin_cli", *args], cwd=REPO, env=environment, **popen
-    )
+    return subprocess.Popen([sys.executable, "-m", f"msrcnn_fast.{module}", *args], cwd=REPO, env=environment, **popen)

@@ -1,4 +1,4 @@
-"""The command lines: evaluate, predict, demo, and their errors (in-process, tiny stand-in model)."""
+"""The command lines: evaluate, predict, demo, and their errors (in-process, the tiny model)."""
 
 import json
 import os
@@ -13,21 +13,20 @@ from msrcnn_fast.evaluate import main as evaluate_main
 from msrcnn_fast.predict import main as predict_main
 from msrcnn_fast.train import main as train_main
 from tests.engine.conftest import REPO, tiny_config
-from tests.engine.standin import standin_msrcnn
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, rectangles_root):
     folder = tmp_path_factory.mktemp("trained")
     config = tiny_config(folder / "c.yaml", rectangles_root, folder / "out", solver={"max_iter": 4})
-    assert train_main(["--config", config, "--no-progress"], model_factory=standin_msrcnn) == 0
+    assert train_main(["--config", config, "--no-progress"]) == 0
     return config, str(folder / "out" / "model_final.pth")
 
 
 def test_evaluate_prints_the_table_and_writes_json_and_plots(trained, tmp_path, capsys):
     config, checkpoint = trained
     argv = ["--config", config, "--checkpoint", checkpoint, "--out", str(tmp_path), "--no-progress", "--draw", "2"]
-    assert evaluate_main(argv, model_factory=standin_msrcnn) == 0
+    assert evaluate_main(argv) == 0
     printed = capsys.readouterr().out
     for row in ("Mask R-CNN  segm", "MS R-CNN    segm", "MS R-CNN*", "box AP", "Pearson r, predicted vs ground-truth"):
         assert row in printed
@@ -54,7 +53,7 @@ def test_evaluate_a_subset(trained, tmp_path, capsys):
         "1",
         "--no-progress",
     ]
-    assert evaluate_main(argv, model_factory=standin_msrcnn) == 0
+    assert evaluate_main(argv) == 0
     assert json.loads((tmp_path / "evaluation.json").read_text())["num_images"] == 1
 
 
@@ -67,13 +66,13 @@ def test_evaluate_refuses_a_checkpoint_of_other_categories(trained, tmp_path, re
         annotation["category_id"] += 10
     (tmp_path / "val.json").write_text(json.dumps(data))
     argv = ["--config", config, "--checkpoint", checkpoint, f"data.val.annotations={tmp_path / 'val.json'}"]
-    assert evaluate_main(argv, model_factory=standin_msrcnn) == 2
+    assert evaluate_main(argv) == 2
     assert "trained on category ids [1, 2], but the evaluation data has [11, 12]" in capsys.readouterr().err
 
 
 def test_evaluate_a_missing_checkpoint(trained, capsys):
     config, _ = trained
-    assert evaluate_main(["--config", config, "--checkpoint", "/nonexistent.pth"], model_factory=standin_msrcnn) == 2
+    assert evaluate_main(["--config", config, "--checkpoint", "/nonexistent.pth"]) == 2
     assert "/nonexistent.pth: checkpoint does not exist" in capsys.readouterr().err
 
 
@@ -81,7 +80,7 @@ def test_predict_draws_each_image(trained, tmp_path, rectangles_root, capsys):
     config, checkpoint = trained
     images = [str(rectangles_root / "val" / name) for name in ("0000.png", "0001.png")]
     argv = ["--config", config, "--checkpoint", checkpoint, *images, "--out", str(tmp_path), "--score-thresh", "0"]
-    assert predict_main(argv, model_factory=standin_msrcnn) == 0
+    assert predict_main(argv) == 0
     assert sorted(os.listdir(tmp_path)) == ["0000.png", "0001.png"]
     assert Image.open(tmp_path / "0000.png").size == (64, 64)
     assert "detections drawn" in capsys.readouterr().out
@@ -90,30 +89,25 @@ def test_predict_draws_each_image(trained, tmp_path, rectangles_root, capsys):
 def test_predict_names_missing_and_unreadable_images(trained, tmp_path, capsys):
     config, checkpoint = trained
     argv = ["--config", config, "--checkpoint", checkpoint, "--out", str(tmp_path)]
-    assert predict_main([*argv, "/no/such.png"], model_factory=standin_msrcnn) == 2
+    assert predict_main([*argv, "/no/such.png"]) == 2
     assert "image file(s) not found: /no/such.png" in capsys.readouterr().err
     (tmp_path / "text.png").write_text("not an image")
-    assert predict_main([*argv, str(tmp_path / "text.png")], model_factory=standin_msrcnn) == 2
+    assert predict_main([*argv, str(tmp_path / "text.png")]) == 2
     assert "text.png: cannot read image" in capsys.readouterr().err
 
 
 def test_train_reports_bad_inputs_without_a_traceback(tmp_path, rectangles_root, capsys):
     config = tiny_config(tmp_path / "c.yaml", rectangles_root, tmp_path / "out")
-    assert train_main(["--config", config, "solver.bse_lr=1"], model_factory=standin_msrcnn) == 2
+    assert train_main(["--config", config, "solver.bse_lr=1"]) == 2
     assert "unknown key 'solver.bse_lr'" in capsys.readouterr().err
-    assert train_main(["--config", config, "data.train.annotations=none.json"], model_factory=standin_msrcnn) == 2
+    assert train_main(["--config", config, "data.train.annotations=none.json"]) == 2
     assert "none.json: annotation file does not exist" in capsys.readouterr().err
     data = json.loads((rectangles_root / "train.json").read_text())
     data["annotations"][3]["category_id"] = 9
     (tmp_path / "bad.json").write_text(json.dumps(data))
-    assert (
-        train_main(
-            ["--config", config, f"data.train.annotations={tmp_path / 'bad.json'}"], model_factory=standin_msrcnn
-        )
-        == 2
-    )
+    assert train_main(["--config", config, f"data.train.annotations={tmp_path / 'bad.json'}"]) == 2
     assert "bad.json: annotation 3 (id 4): category_id 9 is not in categories [1, 2]" in capsys.readouterr().err
-    assert train_main(["--config", config, "solver.images_per_batch=3"], model_factory=standin_msrcnn) == 0
+    assert train_main(["--config", config, "solver.images_per_batch=3"]) == 0
 
 
 def test_the_demo_generates_trains_evaluates_and_draws(tmp_path, capsys):
@@ -128,13 +122,13 @@ def test_the_demo_generates_trains_evaluates_and_draws(tmp_path, capsys):
             "shapes": {"train": 4, "val": 2, "seed": 0, "min_size": 64, "max_size": 80},
         },
     )
-    assert demo_main(["--config", config, "--no-progress"], model_factory=standin_msrcnn) == 0
+    assert demo_main(["--config", config, "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "generated 4 train images" in printed and "MS R-CNN    segm" in printed and "demo done" in printed
     assert (tmp_path / "out" / "eval" / "evaluation.json").exists()
     assert len(os.listdir(tmp_path / "out" / "eval" / "predictions")) == 2
     # a second run finds the data and the trained model: it only evaluates
-    assert demo_main(["--config", config, "--no-progress"], model_factory=standin_msrcnn) == 0
+    assert demo_main(["--config", config, "--no-progress"]) == 0
     assert "generated" not in capsys.readouterr().out
 
 

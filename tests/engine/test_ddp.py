@@ -16,8 +16,7 @@ from msrcnn_fast.engine.build import build_model
 from msrcnn_fast.engine.checkpoint import load_checkpoint
 from msrcnn_fast.engine.config import load_config
 from msrcnn_fast.engine.rng import seed_everything
-from tests.engine.conftest import REPO, run_standin_cli, tiny_config
-from tests.engine.standin import standin_msrcnn
+from tests.engine.conftest import REPO, run_cli, tiny_config
 
 EQUAL_TERMS_PER_IMAGE = {
     "rpn_post_nms_top_n_train": 0,
@@ -40,10 +39,10 @@ def test_two_process_ddp_step_equals_the_single_process_step(tmp_path, rectangle
         )
         for name in ("single", "ddp")
     }
-    single = run_standin_cli("train", "--config", configs["single"], "--no-progress", stdout=subprocess.DEVNULL)
+    single = run_cli("train", "--config", configs["single"], "--no-progress", stdout=subprocess.DEVNULL)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     ddp = subprocess.run(
-        [*torchrun, "-m", "tests.engine.standin_cli", "train", "--config", configs["ddp"], "--no-progress"],
+        [*torchrun, "-m", "msrcnn_fast.train", "--config", configs["ddp"], "--no-progress"],
         cwd=REPO,
         env={"OMP_NUM_THREADS": "1", "PYTHONPATH": REPO, "PATH": "/usr/bin:/bin"},
         capture_output=True,
@@ -60,7 +59,7 @@ def test_two_process_ddp_step_equals_the_single_process_step(tmp_path, rectangle
 
     cfg = load_config(configs["single"])
     seed_everything(cfg.solver.seed)
-    initial = build_model(cfg, num_classes=3, factory=standin_msrcnn).state_dict()
+    initial = build_model(cfg, num_classes=3).state_dict()
     largest_step = max((one["model"][n] - initial[n]).abs().max().item() for n in initial)
     assert largest_step > 1e-2  # the step is large next to the tolerance below
     for name, value in one["model"].items():

@@ -8,7 +8,7 @@ import time
 import torch
 
 from msrcnn_fast.engine.checkpoint import load_checkpoint
-from tests.engine.conftest import run_standin_cli, tiny_config
+from tests.engine.conftest import run_cli, tiny_config
 
 SOLVER = {"max_iter": 30, "lr_steps": [20], "warmup_iters": 5, "checkpoint_period": 5, "keep_checkpoints": 2}
 DATA = {"num_workers": 1}  # a loader worker too: the order and augmentation must not depend on it
@@ -24,11 +24,11 @@ def wait_for(path, process, timeout=120):
 
 def test_sigkill_then_resume_ends_with_the_parameters_of_an_uninterrupted_run(tmp_path, rectangles_root):
     straight = tiny_config(tmp_path / "a.yaml", rectangles_root, tmp_path / "a", solver=SOLVER, data=DATA)
-    uninterrupted = run_standin_cli("train", "--config", straight, "--no-progress", stdout=subprocess.DEVNULL)
+    uninterrupted = run_cli("train", "--config", straight, "--no-progress", stdout=subprocess.DEVNULL)
 
     killed_dir = tmp_path / "b"
     config = tiny_config(tmp_path / "b.yaml", rectangles_root, killed_dir, solver=SOLVER, data=DATA)
-    victim = run_standin_cli("train", "--config", config, "--no-progress", stdout=subprocess.DEVNULL)
+    victim = run_cli("train", "--config", config, "--no-progress", stdout=subprocess.DEVNULL)
     wait_for(killed_dir / "model_0000010.pth", victim)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait() == -signal.SIGKILL
@@ -36,9 +36,7 @@ def test_sigkill_then_resume_ends_with_the_parameters_of_an_uninterrupted_run(tm
     stopped_at = load_checkpoint(killed_dir / (killed_dir / "last_checkpoint").read_text().strip())["iteration"]
     assert 5 <= stopped_at < 30  # 5 if killed between writing model_0000010.pth and pointing to it
 
-    resumed = run_standin_cli(
-        "train", "--config", config, "--resume", "--no-progress", stdout=subprocess.PIPE, text=True
-    )
+    resumed = run_cli("train", "--config", config, "--resume", "--no-progress", stdout=subprocess.PIPE, text=True)
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0 and f"resuming from {killed_dir}" in output
     assert uninterrupted.wait(timeout=300) == 0

@@ -1,4 +1,4 @@
-"""Training in-process with the tiny stand-in: loss falls, metrics, checkpoints, NaN stop, resume."""
+"""Training in-process with the tiny model: loss falls, metrics, checkpoints, NaN stop, resume."""
 
 import json
 import os
@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from msrcnn_fast.engine.checkpoint import load_checkpoint
+from msrcnn_fast.model import msrcnn_resnet18_fpn
 from msrcnn_fast.train import main as train_main
 from tests.engine.conftest import tiny_config
-from tests.engine.standin import standin_msrcnn
 
 
-def train(config, *args, factory=standin_msrcnn):
+def train(config, *args, factory=None):
     return train_main(["--config", config, "--no-progress", *args], model_factory=factory)
 
 
@@ -22,17 +22,17 @@ def metrics(output_dir):
 
 
 def test_a_tiny_config_trains_and_its_loss_falls(tmp_path, rectangles_root):
-    # Eight images, six epochs: the detector must start to fit them.
+    # Eight images, ten epochs: the detector must start to fit them.
     config = tiny_config(
         tmp_path / "c.yaml",
         rectangles_root,
         tmp_path / "out",
-        solver={"max_iter": 24, "lr_steps": [], "warmup_iters": 3, "checkpoint_period": 0},
+        solver={"max_iter": 40, "lr_steps": [], "warmup_iters": 3, "checkpoint_period": 0},
         data={"hflip_prob": 0.0},
     )
     assert train(config) == 0
     losses = [record["loss"] for record in metrics(tmp_path / "out")]
-    assert len(losses) == 24
+    assert len(losses) == 40
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
     assert last < 0.75 * first, losses
 
@@ -63,10 +63,10 @@ def test_old_periodic_checkpoints_are_removed(tmp_path, rectangles_root):
 
 
 def nan_loss_at(call):
-    """A stand-in whose mask loss becomes NaN at its `call`-th training forward."""
+    """The tiny model, whose mask loss becomes NaN at its `call`-th training forward."""
 
     def factory(**kwargs):
-        model = standin_msrcnn(**kwargs)
+        model = msrcnn_resnet18_fpn(**kwargs)
         original, calls = model.forward, []
 
         def forward(images, targets=None):
@@ -98,10 +98,10 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
 
 
 def nan_weights_at(call):
-    """A stand-in whose weights turn NaN after its `call`-th training forward, the loss still finite."""
+    """The tiny model, whose weights turn NaN after its `call`-th training forward, the loss still finite."""
 
     def factory(**kwargs):
-        model = standin_msrcnn(**kwargs)
+        model = msrcnn_resnet18_fpn(**kwargs)
         original, calls = model.forward, []
 
         def forward(images, targets=None):

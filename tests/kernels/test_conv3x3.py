@@ -227,12 +227,30 @@ def test_module_is_a_conv2d_with_relu():
     assert set(module.state_dict()) == {"weight", "bias"}
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("backend", ["auto", "winograd"])
+def test_cpu_winograd_backend_matches_conv2d_relu(backend, stride):
+    torch.manual_seed(0)
+    module = ops.Conv3x3ReLU(9, 12, stride=stride, backend=backend)
+    x = torch.randn(3, 9, 11, 13, requires_grad=True)
+    reference = torch.nn.Conv2d(9, 12, 3, stride=stride, padding=1)
+    reference.load_state_dict(module.state_dict())
+    actual, expected = module(x), torch.relu(reference(x))
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(expected)
+    grads = torch.autograd.grad(actual, [x, module.weight, module.bias], grad)
+    grads_expected = torch.autograd.grad(expected, [x, reference.weight, reference.bias], grad)
+    for g, e in zip(grads, grads_expected):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
+
+
 def test_backend_resolution():
-    assert ops.conv3x3.resolve_backend("auto", "cpu") == "aten"
+    assert ops.conv3x3.resolve_backend("auto", "cpu") == "winograd"
+    assert ops.conv3x3.resolve_backend("auto", "meta") == "aten"
     assert ops.conv3x3.resolve_backend("auto", torch.device("cuda")) == "triton"
     assert ops.conv3x3.resolve_backend("aten", "cuda") == "aten"
     assert ops.conv3x3.resolve_backend("triton", "cpu") == "triton"
-    with pytest.raises(ValueError, match="backend: expected one of 'auto', 'triton', 'aten', got 'cudnn'"):
+    with pytest.raises(ValueError, match="backend: expected one of 'auto', 'triton', 'winograd', 'aten', got 'cudnn'"):
         ops.conv3x3.resolve_backend("cudnn", "cpu")
     with pytest.raises(ValueError, match="backend"):
         ops.Conv3x3ReLU(4, 4, backend="cudnn")

@@ -14,6 +14,7 @@ from msrcnn_fast.model import MaskHead, MaskIoUHead
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 MSRCNN_OP = torch.ops.msrcnn.conv3x3_bias_relu
+WINOGRAD_OP = torch.ops.msrcnn.winograd_conv3x3
 ATEN_CONV = torch.ops.aten.convolution
 
 
@@ -25,7 +26,7 @@ def conv_ops_run(module, x):
     """The conv ops that ``module(x)`` dispatches (FlopCounterMode sees every op)."""
     with FlopCounterMode(display=False) as counter:
         module(x)
-    return {op for op in counter.get_flop_counts()["Global"] if op in (MSRCNN_OP, ATEN_CONV)}
+    return {op for op in counter.get_flop_counts()["Global"] if op in (MSRCNN_OP, WINOGRAD_OP, ATEN_CONV)}
 
 
 def test_architecture_per_semantics():
@@ -120,11 +121,13 @@ def test_conv_backend_is_chosen_by_device_and_overridable():
     head = small_iou_head()
     x = torch.randn(2, 17, 6, 6)
     assert head.conv_backend == "auto" and all(c.backend == "auto" for c in head.convs)
-    assert conv_ops_run(head, x) == {ATEN_CONV}  # auto on CPU: ATen
+    assert conv_ops_run(head, x) == {WINOGRAD_OP, ATEN_CONV}  # auto on CPU: Winograd at stride 1, ATen at 2
+    head.conv_backend = "aten"
+    assert conv_ops_run(head, x) == {ATEN_CONV}
     head.conv_backend = "triton"
     assert all(c.backend == "triton" for c in head.convs)
     assert conv_ops_run(head, x) == {MSRCNN_OP}  # (without the interpreter the op runs ATen inside)
-    with pytest.raises(ValueError, match="backend: expected one of 'auto', 'triton', 'aten', got 'cudnn'"):
+    with pytest.raises(ValueError, match="backend: expected one of 'auto', 'triton', 'winograd', 'aten', got 'cudnn'"):
         head.conv_backend = "cudnn"
     with pytest.raises(ValueError, match="backend"):
         MaskHead(conv_backend="fast")

@@ -4,9 +4,22 @@ target (minimum speedup) below it, or an msrcnn_fast row with a time limit above
 the run."""
 
 import pytest
+import torch
 
 BASELINE = "baseline"
 OURS = "msrcnn_fast"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Benchmarks marked `cuda` skip without a CUDA GPU and the CUDA kernels (as in tests/)."""
+    import msrcnn_fast
+
+    if torch.cuda.is_available() and "cuda" in msrcnn_fast.build_info()["backends"]:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU and the CUDA kernels (FORCE_CUDA=1 build)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
 
 
 def measure(benchmark, fn, *, impl, group, target=None, limit=None, rounds=5):

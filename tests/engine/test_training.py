@@ -62,8 +62,8 @@ def test_old_periodic_checkpoints_are_removed(tmp_path, rectangles_root):
     assert sorted(n for n in os.listdir(out) if n.endswith(".pth")) == ["model_0000006.pth", "model_final.pth"]
 
 
-def nan_loss_at(call):
-    """The tiny model, whose mask loss becomes NaN at its `call`-th training forward."""
+def corrupted_at(call, corrupt):
+    """The tiny model; at its `call`-th training forward, `corrupt(model, losses)` runs."""
 
     def factory(**kwargs):
         model = msrcnn_resnet18_fpn(**kwargs)
@@ -74,13 +74,22 @@ def nan_loss_at(call):
             if model.training:
                 calls.append(1)
                 if len(calls) == call:
-                    losses["loss_mask"] = losses["loss_mask"] * float("nan")
+                    corrupt(model, losses)
             return losses
 
         model.forward = forward
         return model
 
     return factory
+
+
+def nan_loss_at(call):
+    """The mask loss becomes NaN at the `call`-th training forward."""
+
+    def corrupt(model, losses):
+        losses["loss_mask"] = losses["loss_mask"] * float("nan")
+
+    return corrupted_at(call, corrupt)
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, rectangles_root, capsys):
@@ -98,25 +107,13 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
 
 
 def nan_weights_at(call):
-    """The tiny model, whose weights turn NaN after its `call`-th training forward, the loss still finite."""
+    """The weights turn NaN after the `call`-th training forward, the loss still finite."""
 
-    def factory(**kwargs):
-        model = msrcnn_resnet18_fpn(**kwargs)
-        original, calls = model.forward, []
+    def corrupt(model, losses):
+        # .data: behind autograd's back, as a corrupting update would be
+        model.roi_heads.box_predictor.cls_score.weight.data.fill_(float("nan"))
 
-        def forward(images, targets=None):
-            losses = original(images, targets)
-            if model.training:
-                calls.append(1)
-                if len(calls) == call:
-                    # .data: behind autograd's back, as a corrupting update would be
-                    model.roi_heads.box_predictor.cls_score.weight.data.fill_(float("nan"))
-            return losses
-
-        model.forward = forward
-        return model
-
-    return factory
+    return corrupted_at(call, corrupt)
 
 
 def test_non_finite_weights_are_never_checkpointed(tmp_path, rectangles_root, capsys):

@@ -6,6 +6,7 @@ state_dict (ours, or a torchvision Mask R-CNN's, which gets a new MaskIoU head),
 """
 
 import torch
+from torch import nn
 
 from msrcnn_fast.model.backbone import resnet_fpn_backbone
 from msrcnn_fast.model.box_head import BoxHead, BoxPredictor
@@ -163,9 +164,19 @@ def mask_scoring_rcnn(
         model = model.to(memory_format=torch.channels_last)
     if conv_backend in ("auto", "winograd"):
         use_winograd_conv3x3(model)
+        _contiguous_3x3_filters(model)
     if weights is not None:
         load_weights(model, weights)
     return model
+
+
+def _contiguous_3x3_filters(model: nn.Module) -> None:
+    """The Winograd kernels read each 3x3 filter as 9 consecutive floats, so a channels-last
+    weight would be copied on every call: 3x3 weights stay contiguous (ATen's convs take either)."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3):
+                module.weight.data = module.weight.data.contiguous()
 
 
 def load_weights(model: MaskScoringRCNN, path: str) -> None:

@@ -40,7 +40,8 @@ def multi_level_roi_align(
             (level = -log2(scale)); boxes of negative area get zeros, as in torchvision.
 
     Returns:
-        Tensor[K, C, output_size[0], output_size[1]].
+        Tensor[K, C, output_size[0], output_size[1]]. A RoI with a NaN or infinite coordinate
+        pools to zeros and gets no gradient; the others are unaffected.
     """
     if len(features) == 0:
         raise ValueError("features: expected at least one feature map, got none")

@@ -34,7 +34,9 @@ def roi_align(
         aligned: shift box coordinates by -0.5 pixel (pixel-model alignment).
 
     Returns:
-        Tensor[K, C, output_size[0], output_size[1]], contiguous, of input's dtype.
+        Tensor[K, C, output_size[0], output_size[1]], contiguous, of input's dtype. A RoI with a
+        NaN or infinite coordinate pools to zeros and gets no gradient; the others are unaffected
+        (torchvision's CPU kernel crashes on NaN coordinates).
     """
     rois = as_rois(boxes, like=input)
     pooled_height, pooled_width = pair(output_size)

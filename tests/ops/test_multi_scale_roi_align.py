@@ -300,3 +300,16 @@ def test_cuda_matches_torchvision(dtype):
     theirs(xt, boxes, image_shapes()).float().sum().backward()
     for name in ("p2", "p3", "p4", "p5"):
         torch.testing.assert_close(xo[name].grad, xt[name].grad, atol=tol * 10, rtol=tol)
+
+
+def test_non_finite_coordinates_pool_to_zeros():
+    pooler = ops.MultiScaleRoIAlign(["0", "1"], 4, 2)
+    features = {"0": torch.randn(1, 8, 32, 32), "1": torch.randn(1, 8, 16, 16)}
+    nan, inf = float("nan"), float("inf")
+    good = [1.0, 1.0, 90.0, 60.0]
+    boxes = [torch.tensor([good, [nan, 0, 4, 4], [0, 0, inf, 4], [-inf, 0, 4, 4], [0, nan, nan, nan], good])]
+    pooled = pooler(features, boxes, [(128, 128)])
+    assert torch.equal(pooled[1:5], torch.zeros_like(pooled[1:5]))
+    expected = pooler(features, [torch.tensor([good])], [(128, 128)])[0]
+    torch.testing.assert_close(pooled[0], expected)
+    torch.testing.assert_close(pooled[5], expected)

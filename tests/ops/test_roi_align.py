@@ -112,6 +112,25 @@ def test_edge_boxes(cpu_capability, aligned, sampling_ratio):
             torch.testing.assert_close(actual, expected, atol=ATOL32, rtol=0)
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("aligned,sampling_ratio", [(False, -1), (True, 2)])
+def test_non_finite_coordinates_pool_to_zeros(aligned, sampling_ratio, layout):
+    # torchvision 0.29.1's CPU kernel segfaults here; ours gives the documented zeros.
+    x = make_input(batch=2, channels=8, height=12, width=16).contiguous(memory_format=layout).requires_grad_()
+    nan, inf = float("nan"), float("inf")
+    good = [1.0, 1.0, 2.0, 30.0, 20.0]
+    bad = [[0.0, nan, 0, 4, 4], [0.0, 0, 0, inf, 4], [1.0, -inf, 0, 4, 4], [1.0, 0, nan, nan, nan]]
+    rois = torch.tensor([good, *bad, good])
+    pooled = ops.roi_align(x, rois, 4, 0.5, sampling_ratio, aligned)
+    assert torch.equal(pooled[1:5], torch.zeros_like(pooled[1:5]))
+    expected = ops.roi_align(x, torch.tensor([good]), 4, 0.5, sampling_ratio, aligned)[0]
+    torch.testing.assert_close(pooled[0], expected)
+    torch.testing.assert_close(pooled[5], expected)
+    (grad,) = torch.autograd.grad(pooled.sum(), x)
+    (grad_good,) = torch.autograd.grad(ops.roi_align(x, rois[[0, 5]], 4, 0.5, sampling_ratio, aligned).sum(), x)
+    torch.testing.assert_close(grad, grad_good)
+
+
 def test_no_boxes():
     x = make_input()
     assert ops.roi_align(x, torch.zeros(0, 5), 7).shape == (0, 12, 7, 7)

@@ -3,7 +3,8 @@
 import torch
 from torch import Tensor, nn
 
-from msrcnn_fast.ops.conv3x3 import Conv3x3ReLU, resolve_backend
+from msrcnn_fast.model.conv_backend import ConvBackendMixin
+from msrcnn_fast.ops.conv3x3 import Conv3x3ReLU
 
 __all__ = ["MaskHead", "class_mask_logits"]
 
@@ -21,7 +22,7 @@ def class_mask_logits(predictor: nn.Conv2d, features: Tensor, labels: Tensor) ->
     return logits.reshape(n, 1, height, width)
 
 
-class MaskHead(nn.Module):
+class MaskHead(ConvBackendMixin, nn.Module):
     """Per-class mask logits at twice the RoI resolution.
 
     Input: [N, in_channels, R, R] RoI features (R = 14). Layers: num_convs x (conv3x3 -> conv_dim
@@ -64,17 +65,6 @@ class MaskHead(nn.Module):
         self.conv_backend = conv_backend
         self.reset_parameters()
 
-    @property
-    def conv_backend(self) -> str:
-        return self._conv_backend
-
-    @conv_backend.setter
-    def conv_backend(self, backend: str) -> None:
-        resolve_backend(backend, "cpu")  # validates
-        self._conv_backend = backend
-        for conv in self.convs:
-            conv.backend = backend
-
     def reset_parameters(self) -> None:
         for conv in [*self.convs, self.deconv, self.predictor]:
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
@@ -93,6 +83,3 @@ class MaskHead(nn.Module):
     def predict_classes(self, features: Tensor, labels: Tensor) -> Tensor:
         """The mask logits [N, 1, 2R, 2R] of one class per RoI (labels [N])."""
         return class_mask_logits(self.predictor, features, labels)
-
-    def extra_repr(self) -> str:
-        return f"conv_backend={self.conv_backend!r}"

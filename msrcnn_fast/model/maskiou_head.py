@@ -3,12 +3,13 @@
 import torch
 from torch import Tensor, nn
 
-from msrcnn_fast.ops.conv3x3 import Conv3x3ReLU, resolve_backend
+from msrcnn_fast.model.conv_backend import ConvBackendMixin
+from msrcnn_fast.ops.conv3x3 import Conv3x3ReLU
 
 __all__ = ["MaskIoUHead"]
 
 
-class MaskIoUHead(nn.Module):
+class MaskIoUHead(ConvBackendMixin, nn.Module):
     """Predicts the IoU of each RoI's predicted mask with its ground truth, per class.
 
     Input: [N, in_channels, roi_size, roi_size], the RoI features of the mask branch (256
@@ -67,17 +68,6 @@ class MaskIoUHead(nn.Module):
         self.conv_backend = conv_backend
         self.reset_parameters()
 
-    @property
-    def conv_backend(self) -> str:
-        return self._conv_backend
-
-    @conv_backend.setter
-    def conv_backend(self, backend: str) -> None:
-        resolve_backend(backend, "cpu")  # validates
-        self._conv_backend = backend
-        for conv in self.convs:
-            conv.backend = backend
-
     def reset_parameters(self) -> None:
         for conv in self.convs:
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
@@ -96,6 +86,3 @@ class MaskIoUHead(nn.Module):
         x = torch.relu(self.fc1(x.flatten(1)))
         x = torch.relu(self.fc2(x))
         return self.predictor(x)
-
-    def extra_repr(self) -> str:
-        return f"conv_backend={self.conv_backend!r}"

@@ -118,4 +118,27 @@ Geometry check_backward_args(
   return g;
 }
 
+Inputs contiguous_inputs(
+    const Geometry& g,
+    const at::Tensor& logits,
+    const std::optional<at::Tensor>& labels,
+    const at::Tensor& features,
+    const at::Tensor& grad,
+    c10::DeviceType device,
+    const char* op) {
+  check_device_type(logits, device, op, "mask_logits");
+  Inputs in;
+  in.logits = logits.contiguous();
+  if (features.defined()) {
+    in.features = features.contiguous();
+  }
+  if (grad.defined()) {
+    in.grad = grad.contiguous();
+  }
+  if (uses_labels(g)) {
+    in.labels = labels->contiguous();
+  }
+  return in;
+}
+
 }  // namespace msrcnn::mask_pool_concat

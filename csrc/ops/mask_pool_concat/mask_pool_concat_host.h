@@ -47,6 +47,17 @@ struct Inputs {
   at::Tensor grad;
 };
 
+// Checks that mask_logits is on a `device` device and returns the inputs contiguous; features
+// and grad may be undefined (not read), labels are kept where uses_labels(g).
+Inputs contiguous_inputs(
+    const Geometry& g,
+    const at::Tensor& logits,
+    const std::optional<at::Tensor>& labels,
+    const at::Tensor& features,
+    const at::Tensor& grad,
+    c10::DeviceType device,
+    const char* op);
+
 template <typename scalar_t>
 Args<scalar_t> make_args(const Geometry& geometry, const Inputs& in) {
   Args<scalar_t> args{};

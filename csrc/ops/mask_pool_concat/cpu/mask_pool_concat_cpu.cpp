@@ -38,17 +38,8 @@ Inputs cpu_inputs(
     const at::Tensor& features,
     const at::Tensor& grad,
     const char* op) {
-  check_device_type(logits, c10::DeviceType::CPU, op, "mask_logits");
-  Inputs in;
-  in.logits = logits.contiguous();
-  if (features.defined()) {
-    in.features = features.contiguous();
-  }
-  if (grad.defined()) {
-    in.grad = grad.contiguous();
-  }
-  if (uses_labels(g)) {
-    in.labels = labels->contiguous();
+  Inputs in = contiguous_inputs(g, logits, labels, features, grad, c10::DeviceType::CPU, op);
+  if (in.labels.defined()) {
     check_label_values(in.labels, g, op);
   }
   return in;

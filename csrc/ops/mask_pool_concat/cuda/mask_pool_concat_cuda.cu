@@ -59,27 +59,6 @@ void launch(const Geometry& g, const Inputs& in, at::Tensor& out) {
   });
 }
 
-Inputs cuda_inputs(
-    const Geometry& g,
-    const at::Tensor& logits,
-    const std::optional<at::Tensor>& labels,
-    const at::Tensor& features,
-    const at::Tensor& grad,
-    const char* op) {
-  check_device_type(logits, c10::DeviceType::CUDA, op, "mask_logits");
-  Inputs in;
-  in.logits = logits.contiguous();
-  if (features.defined()) {
-    in.features = features.contiguous();
-  }
-  if (grad.defined()) {
-    in.grad = grad.contiguous();
-  }
-  if (uses_labels(g)) {
-    in.labels = labels->contiguous();
-  }
-  return in;
-}
 
 at::Tensor forward_cuda(
     const at::Tensor& roi_features,
@@ -89,7 +68,7 @@ at::Tensor forward_cuda(
   const char* op = "msrcnn::mask_pool_concat";
   const Geometry g = check_forward_args(roi_features, mask_logits, labels, parse_mode(mode_name, op), op);
   const c10::cuda::CUDAGuard guard(mask_logits.device());
-  const Inputs in = cuda_inputs(g, mask_logits, labels, roi_features, at::Tensor(), op);
+  const Inputs in = contiguous_inputs(g, mask_logits, labels, roi_features, at::Tensor(), c10::DeviceType::CUDA, op);
   at::Tensor output = at::empty({g.rois, output_channels(g), g.height, g.width}, roi_features.options());
   launch<Body::Forward>(g, in, output);
   return output;
@@ -105,8 +84,8 @@ at::Tensor logits_backward_cuda(
   const Mode mode = parse_mode(mode_name, op);
   const Geometry g = check_backward_args(grad, mask_logits, labels, roi_features, mode, op);
   const c10::cuda::CUDAGuard guard(mask_logits.device());
-  const Inputs in =
-      cuda_inputs(g, mask_logits, labels, mode == Mode::Multiply ? *roi_features : at::Tensor(), grad, op);
+  const at::Tensor features = mode == Mode::Multiply ? *roi_features : at::Tensor();
+  const Inputs in = contiguous_inputs(g, mask_logits, labels, features, grad, c10::DeviceType::CUDA, op);
   at::Tensor grad_logits = at::empty(mask_logits.sizes(), mask_logits.options());
   launch<Body::LogitsBackward>(g, in, grad_logits);
   return grad_logits;
@@ -117,7 +96,7 @@ at::Tensor multiply_features_backward_cuda(
   const char* op = "msrcnn::_mask_pool_multiply_features_backward";
   const Geometry g = check_backward_args(grad, mask_logits, labels, grad, Mode::Multiply, op);
   const c10::cuda::CUDAGuard guard(mask_logits.device());
-  const Inputs in = cuda_inputs(g, mask_logits, labels, at::Tensor(), grad, op);
+  const Inputs in = contiguous_inputs(g, mask_logits, labels, at::Tensor(), grad, c10::DeviceType::CUDA, op);
   at::Tensor grad_features = at::empty(grad.sizes(), grad.options());
   launch<Body::MultiplyFeaturesBackward>(g, in, grad_features);
   return grad_features;

@@ -12,6 +12,7 @@ GPU (skipped without one): s/image next to the paper's 0.132 (R-18 FPN) and 0.20
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torchvision.models import resnet
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -21,7 +22,10 @@ from torchvision.ops import MultiScaleRoIAlign as TorchvisionMultiScaleRoIAlign
 
 from benchmarks.conftest import BASELINE, OURS, measure
 from msrcnn_fast import model as models
+from msrcnn_fast import ops
 from msrcnn_fast.model.factories import default_anchor_sizes
+from msrcnn_fast.model.mask_head import MaskHead
+from msrcnn_fast.ops import _reference as reference
 
 INPUT = (480, 640)
 VARIANTS = {
@@ -111,6 +115,39 @@ def test_training_step(benchmark, variant, impl):
         optimizer.step()
 
     measure(benchmark, step, impl=impl, group=f"training step, batch 2, {variant}, 480x640", target=1 / 0.8, rounds=3)
+
+
+@pytest.mark.parametrize("impl", [BASELINE, OURS])
+def test_mask_predictor_in_training(benchmark, impl):
+    """The mask predictor and the MaskIoU head's input in a training step, 128 positive RoIs
+    (COCO: up to 512 x 25 % per image), forward + backward. Baseline: every class's logits,
+    then each RoI's ground-truth class (torchvision's mask loss) and the plain-PyTorch MaskIoU
+    input; ours: the ground-truth class's logits alone (MaskHead.predict_classes) and the fused op."""
+    torch.manual_seed(0)
+    head = MaskHead(num_classes=81).to(memory_format=torch.channels_last)
+    rois = 128
+    roi_features = torch.randn(rois, 256, 14, 14).contiguous(memory_format=torch.channels_last)
+    upsampled = head.features(roi_features).detach()
+    labels = torch.randint(1, 81, (rois,))
+    mask_targets = (torch.rand(rois, 28, 28) > 0.5).float()
+    grad = torch.randn(rois, 257, 14, 14)
+
+    def step():
+        x = upsampled.detach().requires_grad_()
+        features = roi_features.detach().requires_grad_()
+        if impl == BASELINE:
+            logits = head.predictor(x)
+            gt_class = logits[torch.arange(rois), labels]
+            maskiou_input = reference.mask_pool_concat(features, logits, labels)
+        else:
+            logits = head.predict_classes(x, labels)
+            gt_class = logits[:, 0]
+            maskiou_input = ops.mask_pool_concat(features, logits, labels)
+        loss = F.binary_cross_entropy_with_logits(gt_class, mask_targets) + (maskiou_input * grad).sum()
+        return torch.autograd.grad(loss, (x, features, *head.predictor.parameters()))
+
+    group = "mask predictor + MaskIoU input, training fwd+bwd, 128 positive RoIs, 81 classes"
+    measure(benchmark, step, impl=impl, group=group, rounds=5)
 
 
 @pytest.mark.cuda

@@ -296,9 +296,13 @@ class MaskScoringRoIHeads(nn.Module):
         per_image_labels = [label[k] for label, k in zip(labels, positive)]
         pos_labels = torch.cat(per_image_labels)
         mask_features = self.mask_roi_pool(features, pos_proposals, image_shapes)
-        mask_logits = self.mask_head(mask_features)
-        rows = torch.arange(len(pos_labels), device=pos_labels.device)
-        gt_class_logits = mask_logits[rows, pos_labels]
+        upsampled = self.mask_head.features(mask_features)
+        if self.maskiou_input == "c" or self.maskiou_target == "present_classes":  # these read every class
+            mask_logits = self.mask_head.predictor(upsampled)
+            gt_class_logits = mask_logits[torch.arange(len(pos_labels), device=pos_labels.device), pos_labels]
+        else:  # the mask loss and the MaskIoU head read the ground-truth class only
+            mask_logits = self.mask_head.predict_classes(upsampled, pos_labels)
+            gt_class_logits = mask_logits[:, 0]
         counts = [len(p) for p in pos_proposals]
         mask_targets, maskiou_targets = ops.maskiou_targets_batched(
             [t["masks"] for t in targets], pos_proposals, pos_matched, gt_class_logits.detach(), mask_logits.shape[-1]

@@ -92,6 +92,33 @@ def test_maskiou_loss_reaches_mask_head_and_backbone():
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.roi_heads.box_predictor.parameters())
 
 
+@pytest.mark.parametrize("variant", ["a", "b", "e"])
+def test_training_predicts_the_ground_truth_class_mask_only_with_the_same_losses_and_gradients(variant, monkeypatch):
+    """Training applies the mask predictor for each RoI's ground-truth class alone; the losses
+    and every gradient equal those of all classes' logits indexed by the labels."""
+    batch = images()
+    targets = make_targets(batch, per_image=(4, 3))
+    model = small_model(maskiou_input=variant).train()
+    head = model.roi_heads.mask_head
+    results = []
+    for one_class in (True, False):
+        if not one_class:  # the definition: every class's logits, then each RoI's class
+            monkeypatch.setattr(
+                head, "predict_classes", lambda x, labels: head.predictor(x)[torch.arange(len(labels)), labels][:, None]
+            )
+        model.zero_grad()
+        torch.manual_seed(0)  # the same sampled RoIs
+        losses = model(batch, targets)
+        sum(losses.values()).backward()
+        results.append((losses, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}))
+    (losses, grads), (expected_losses, expected_grads) = results
+    assert losses["loss_mask"] > 0 and losses["loss_maskiou"] > 0
+    torch.testing.assert_close(losses, expected_losses)
+    assert grads.keys() == expected_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], expected_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
 @pytest.mark.parametrize("factory", ["msrcnn_resnet18_fpn", "msrcnn_resnet50_fpn"])
 def test_eval_contract_on_a_batch(factory):
     model = small_model(factory, box_score_thresh=0.0).eval()

@@ -1,0 +1,58 @@
+"""The mask head's one-class predictor: the same logits and gradients as all classes' logits
+indexed by the labels, in both memory formats, and with no RoIs."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from msrcnn_fast.model.mask_head import MaskHead, class_mask_logits
+
+
+def all_classes_then_select(predictor, features, labels):
+    """The definition: every class's logits, then each RoI's class (torchvision's way)."""
+    return predictor(features)[torch.arange(len(labels)), labels][:, None]
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("rois", [0, 1, 5])
+def test_one_class_logits_and_gradients_equal_all_classes_selected(memory_format, rois):
+    torch.manual_seed(0)
+    predictor = torch.nn.Conv2d(12, 7, 1).double()
+    torch.nn.init.normal_(predictor.bias)
+    features = torch.randn(rois, 12, 6, 6, dtype=torch.double).contiguous(memory_format=memory_format)
+    labels = torch.randint(0, 7, (rois,))
+    grad = torch.randn(rois, 1, 6, 6, dtype=torch.double)
+    results = []
+    for fn in (all_classes_then_select, class_mask_logits):
+        x = features.clone().requires_grad_()
+        logits = fn(predictor, x, labels)
+        results.append((logits, *torch.autograd.grad(logits, (x, predictor.weight, predictor.bias), grad)))
+    for expected, actual in zip(*results):
+        torch.testing.assert_close(actual, expected)
+    assert results[1][1].is_contiguous(memory_format=memory_format)  # the features' gradient keeps their layout
+
+
+def test_one_class_logits_gradcheck():
+    torch.manual_seed(0)
+    labels = torch.tensor([2, 0, 2])
+    inputs = (
+        torch.randn(3, 5, 4, 4, dtype=torch.double, requires_grad=True),
+        torch.randn(3, 5, 1, 1, dtype=torch.double, requires_grad=True),  # a 1x1 conv's weight, 3 classes
+        torch.randn(3, dtype=torch.double, requires_grad=True),
+    )
+
+    def logits(features, weight, bias):
+        return class_mask_logits(SimpleNamespace(weight=weight, bias=bias), features, labels)
+
+    assert torch.autograd.gradcheck(logits, inputs)
+
+
+def test_predict_classes_is_the_heads_logits_of_each_rois_class():
+    torch.manual_seed(0)
+    head = MaskHead(num_classes=5, in_channels=8, conv_dim=8, num_convs=1, conv_backend="aten")
+    x = torch.randn(3, 8, 7, 7)
+    labels = torch.tensor([4, 0, 1])
+    torch.testing.assert_close(
+        head.predict_classes(head.features(x), labels), head(x)[torch.arange(3), labels][:, None]
+    )

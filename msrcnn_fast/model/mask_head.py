@@ -52,9 +52,8 @@ class _ClassMaskLogits(torch.autograd.Function):
             grad_features = torch.empty_like(features)
             torch.mul(grad, weight.reshape(n, channels, 1, 1), out=grad_features)
         if ctx.needs_input_grad[1]:
-            grad_weight = torch.bmm(grad.flatten(1).unsqueeze(1), features.flatten(2).transpose(1, 2)).reshape(
-                n, channels
-            )
+            row = grad.flatten(1).unsqueeze(1).to(features.dtype)  # autocast: grad is in the compute dtype
+            grad_weight = torch.bmm(row, features.flatten(2).transpose(1, 2)).reshape(n, channels)
         if ctx.needs_input_grad[2]:
             grad_bias = grad.sum(dim=(1, 2, 3))
         return grad_features, grad_weight, grad_bias

@@ -56,3 +56,25 @@ def test_predict_classes_is_the_heads_logits_of_each_rois_class():
     torch.testing.assert_close(
         head.predict_classes(head.features(x), labels), head(x)[torch.arange(3), labels][:, None]
     )
+
+
+@pytest.mark.parametrize("features_dtype", [torch.float32, torch.bfloat16])
+def test_one_class_logits_under_autocast_match_all_classes_selected(features_dtype):
+    """Mixed precision (bfloat16 autocast on the CPU, as float16 on CUDA): same dtype and values
+    as the all-classes predictor, gradients in the parameters' dtype."""
+    torch.manual_seed(0)
+    predictor = torch.nn.Conv2d(8, 5, 1)
+    features = torch.randn(3, 8, 6, 6, dtype=features_dtype)
+    labels = torch.tensor([1, 4, 0])
+    results = []
+    for fn in (all_classes_then_select, class_mask_logits):
+        x = features.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = fn(predictor, x, labels)
+        results.append((logits, *torch.autograd.grad(logits.float().sum(), (x, predictor.weight, predictor.bias))))
+    (expected, *expected_grads), (actual, *grads) = results
+    assert actual.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(actual, expected, atol=0.05, rtol=0.02)
+    for grad, expected_grad, param in zip(grads, expected_grads, (features, predictor.weight, predictor.bias)):
+        assert grad.dtype == param.dtype
+        torch.testing.assert_close(grad, expected_grad, atol=0.05, rtol=0.02)

@@ -57,6 +57,17 @@ def mask_head_outputs(rois, channels, classes, device="cpu", seed=0):
     return features.to(device), logits.to(device), labels.to(device)
 
 
+def forward_backward(fn, features, logits, labels, grad):
+    """A step of fn forward, then both inputs' gradients (see the module's note)."""
+
+    def step():
+        f = features.detach().requires_grad_()
+        m = logits.detach().requires_grad_()
+        return torch.autograd.grad(fn(f, m, labels), (f, m), grad)
+
+    return step
+
+
 @pytest.mark.parametrize("impl", [BASELINE, OURS])
 @pytest.mark.parametrize("classes", [81, 1])
 @pytest.mark.parametrize("device", DEVICES)
@@ -64,12 +75,7 @@ def test_mask_pool_concat_forward_backward(benchmark, device, classes, impl):
     features, logits, labels = mask_head_outputs(128, 256, classes, device)
     grad = torch.randn(128, 257, 14, 14, device=device)
     fn = ref.mask_pool_concat if impl == BASELINE else ops.mask_pool_concat
-
-    def step():
-        f = features.detach().requires_grad_()
-        m = logits.detach().requires_grad_()
-        return torch.autograd.grad(fn(f, m, labels), (f, m), grad)
-
+    step = forward_backward(fn, features, logits, labels, grad)
     what = "81 classes" if classes == 81 else "1 class (selected)"
     # 15 rounds: each step allocates ~60 MB afresh, and page faults make single rounds vary 3x here.
     result = measure(
@@ -97,11 +103,7 @@ def test_mask_pool_concat_against_the_bytes_it_writes(benchmark, impl):
         output[:, :256].copy_(features)
         return output, torch.zeros_like(logits)
 
-    def step():
-        f = features.detach().requires_grad_()
-        m = logits.detach().requires_grad_()
-        return torch.autograd.grad(ops.mask_pool_concat(f, m, labels), (f, m), grad)
-
+    step = forward_backward(ops.mask_pool_concat, features, logits, labels, grad)
     group = "mask_pool_concat fwd+bwd vs copy + zero-fill of its bytes (floor)"
     measure(benchmark, floor if impl == BASELINE else step, impl=impl, group=group, rounds=15)
 

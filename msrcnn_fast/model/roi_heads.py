@@ -296,13 +296,8 @@ class MaskScoringRoIHeads(nn.Module):
         per_image_labels = [label[k] for label, k in zip(labels, positive)]
         pos_labels = torch.cat(per_image_labels)
         mask_features = self.mask_roi_pool(features, pos_proposals, image_shapes)
-        upsampled = self.mask_head.features(mask_features)
-        if self.maskiou_input == "c" or self.maskiou_target == "present_classes":  # these read every class
-            mask_logits = self.mask_head.predictor(upsampled)
-            gt_class_logits = mask_logits[torch.arange(len(pos_labels), device=pos_labels.device), pos_labels]
-        else:  # the mask loss and the MaskIoU head read the ground-truth class only
-            mask_logits = self.mask_head.predict_classes(upsampled, pos_labels)
-            gt_class_logits = mask_logits[:, 0]
+        every_class = self.maskiou_input == "c" or self.maskiou_target == "present_classes"
+        mask_logits, gt_class_logits = self.mask_logits(mask_features, pos_labels, every_class)
         counts = [len(p) for p in pos_proposals]
         mask_targets, maskiou_targets = ops.maskiou_targets_batched(
             [t["masks"] for t in targets], pos_proposals, pos_matched, gt_class_logits.detach(), mask_logits.shape[-1]
@@ -331,6 +326,18 @@ class MaskScoringRoIHeads(nn.Module):
             "loss_maskiou": self.maskiou_loss(pred_maskiou, pos_labels, maskiou_targets, extra),
         }
 
+    def mask_logits(self, mask_features, labels, every_class):
+        """(mask_logits, class_logits [N, M, M] of each RoI's class): mask_logits holds every
+        class's logits [N, K, M, M] when `every_class` (the variants that read them), else only
+        `labels`' [N, 1, M, M] (the mask loss, the MaskIoU head and the pasted masks read no other
+        class; the predictor then does 1 / K of the work)."""
+        upsampled = self.mask_head.features(mask_features)
+        if every_class:
+            mask_logits = self.mask_head.predictor(upsampled)
+            return mask_logits, mask_logits[torch.arange(len(labels), device=labels.device), labels]
+        mask_logits = self.mask_head.predict_classes(upsampled, labels)
+        return mask_logits, mask_logits[:, 0]
+
     def gt_maskiou(self, boxes, labels, logits, target):
         """MS R-CNN*: the MaskIoU of each detection's mask with its best-overlapping
         ground-truth instance of the same class (0 where there is none)."""
@@ -346,13 +353,7 @@ class MaskScoringRoIHeads(nn.Module):
         mask_features = self.mask_roi_pool(features, boxes, image_shapes)
         all_labels = torch.cat(labels)
         rows = torch.arange(len(all_labels), device=all_labels.device)
-        upsampled = self.mask_head.features(mask_features)
-        if self.maskiou_input == "c":  # the MaskIoU head reads every class's mask
-            mask_logits = self.mask_head.predictor(upsampled)
-            class_logits = mask_logits[rows, all_labels]
-        else:
-            mask_logits = self.mask_head.predict_classes(upsampled, all_labels)
-            class_logits = mask_logits[:, 0]
+        mask_logits, class_logits = self.mask_logits(mask_features, all_labels, self.maskiou_input == "c")
         counts = [len(b) for b in boxes]
         if self.gt_maskiou_at_eval and targets is not None:
             maskiou = torch.cat(

@@ -23,6 +23,7 @@ from msrcnn_fast.kernels import conv3x3 as kernels
 
 from msrcnn_fast import ops
 from msrcnn_fast.ops import conv3x3 as conv3x3_ops
+from tests.compiled import assert_compiled_matches_eager
 
 ATOL32 = RTOL32 = 1e-5
 HALF_RTOL = {torch.float16: 2 * 2**-11, torch.bfloat16: 2 * 2**-8}
@@ -210,12 +211,7 @@ def test_torch_compile_fullgraph():
     module = ops.Conv3x3ReLU(17, 16, stride=2, backend="triton")
     compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
     x = torch.randn(2, 17, 5, 5, requires_grad=True)
-    expected = module(x)
-    (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
-    actual = compiled(x)
-    (grad_actual,) = torch.autograd.grad(actual.square().sum(), x)
-    torch.testing.assert_close(actual, expected)
-    torch.testing.assert_close(grad_actual, grad_expected)
+    assert_compiled_matches_eager(module, compiled, x)
 
 
 def test_module_is_a_conv2d_with_relu():

@@ -7,11 +7,7 @@ import pytest
 import torch
 
 from msrcnn_fast.model.mask_head import MaskHead, class_mask_logits
-
-
-def all_classes_then_select(predictor, features, labels):
-    """The definition: every class's logits, then each RoI's class (torchvision's way)."""
-    return predictor(features)[torch.arange(len(labels)), labels][:, None]
+from tests.model.conftest import all_classes_then_select
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])

@@ -9,6 +9,7 @@ import torch
 
 from msrcnn_fast import model as models
 from msrcnn_fast.model.backbone import DeformableConv2d
+from tests.model.conftest import all_classes_then_select
 
 NARROW = dict(
     min_size=128,
@@ -104,7 +105,7 @@ def test_training_predicts_the_ground_truth_class_mask_only_with_the_same_losses
     for one_class in (True, False):
         if not one_class:  # the definition: every class's logits, then each RoI's class
             monkeypatch.setattr(
-                head, "predict_classes", lambda x, labels: head.predictor(x)[torch.arange(len(labels)), labels][:, None]
+                head, "predict_classes", lambda x, labels: all_classes_then_select(head.predictor, x, labels)
             )
         model.zero_grad()
         torch.manual_seed(0)  # the same sampled RoIs

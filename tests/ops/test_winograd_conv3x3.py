@@ -26,6 +26,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from msrcnn_fast import ops
 from msrcnn_fast.model.backbone import fold_frozen_batchnorm
+from tests.compiled import assert_compiled_matches_eager
 
 wino = importlib.import_module("msrcnn_fast.ops.winograd_conv3x3")  # (ops.winograd_conv3x3 is the function)
 
@@ -251,12 +252,7 @@ def test_torch_compile_fullgraph():
 
     compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
     x = torch.randn(2, 6, 5, 7, requires_grad=True)
-    expected = fn(x)
-    (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
-    actual = compiled(x)
-    (grad_actual,) = torch.autograd.grad(actual.square().sum(), x)
-    torch.testing.assert_close(actual, expected)
-    torch.testing.assert_close(grad_actual, grad_expected)
+    assert_compiled_matches_eager(fn, compiled, x)
 
 
 def test_flop_count_is_the_convolution():

@@ -6,12 +6,18 @@ iterations, every rank's random-number states (engine/rng.py), the config and th
 """
 
 import os
+import re
 
 import torch
 
 FORMAT = "msrcnn_fast.checkpoint/1"
 LAST_CHECKPOINT = "last_checkpoint"  # a text file naming the newest complete checkpoint
 FINAL = "model_final.pth"
+METRICS = "metrics.jsonl"
+CONFIG = "config.yaml"  # the merged config of the run
+_PERIODIC = re.compile(r"model_\d{7,}\.pth")
+# what atomic_write leaves behind when a run is killed mid-write
+_TEMPORARY = re.compile(r"\.(model_final\.pth|model_\d{7,}\.pth|last_checkpoint|metrics\.jsonl)\.tmp-\d+")
 
 
 def _fsync_dir(path):
@@ -82,10 +88,41 @@ def periodic_checkpoint_name(iteration):
     return f"model_{iteration:07d}.pth"
 
 
+def _periodic_checkpoints(output_dir):
+    """Names of the periodic checkpoints in output_dir, oldest first."""
+    names = [n for n in os.listdir(output_dir) if _PERIODIC.fullmatch(n)]
+    return sorted(names, key=lambda n: int(n[6:-4]))
+
+
 def remove_old_checkpoints(output_dir, keep):
-    """Keeps the newest `keep` periodic checkpoints (model_final.pth is never removed)."""
+    """Keeps the newest `keep` periodic checkpoints (0 or None: all; model_final.pth is never removed)."""
     if keep is None or keep <= 0:
         return
-    names = sorted(n for n in os.listdir(output_dir) if n.startswith("model_") and n[6:13].isdigit())
-    for name in names[:-keep]:
+    for name in _periodic_checkpoints(output_dir)[:-keep]:
         os.remove(os.path.join(output_dir, name))
+
+
+def run_files(output_dir):
+    """The files of a training run that output_dir holds (sorted names): model_final.pth,
+    periodic checkpoints (model_NNNNNNN.pth), last_checkpoint and metrics.jsonl. Any one of
+    them means a run was started there (a finished one, or one that stopped or was killed),
+    so a new run from scratch would destroy it. config.yaml alone does not count: it is
+    written once the run is built, and holds no result. [] when output_dir does not exist."""
+    if not os.path.exists(output_dir):
+        return []
+    if not os.path.isdir(output_dir):
+        raise NotADirectoryError(f"output_dir {output_dir} exists and is not a folder")
+    names = set(os.listdir(output_dir))
+    return sorted(n for n in names if n in (FINAL, LAST_CHECKPOINT, METRICS) or _PERIODIC.fullmatch(n))
+
+
+def remove_run_files(output_dir):
+    """Removes a run's files from output_dir (those of run_files, its config.yaml, and the
+    temporary files a killed write left), so a new run starts in a folder that holds nothing
+    of the old one; other files (an eval/ folder, a user's notes) stay. Returns their names."""
+    removed = [n for n in os.listdir(output_dir) if n == CONFIG or _TEMPORARY.fullmatch(n)]
+    # the pointer first: a run killed half-way through this never points at a removed checkpoint
+    removed = sorted(set(run_files(output_dir) + removed), key=lambda n: (n != LAST_CHECKPOINT, n))
+    for name in removed:
+        os.remove(os.path.join(output_dir, name))
+    return removed

@@ -24,6 +24,7 @@ from msrcnn_fast.engine.build import (
     build_train_loader,
     schedule_in_iterations,
 )
+from msrcnn_fast.engine.config import ConfigError
 from msrcnn_fast.engine.distributed import gather_objects, mean_over_processes
 from msrcnn_fast.engine.metrics_log import MetricsLog
 from msrcnn_fast.engine.rng import capture_rng_state, restore_rng_state, seed_everything
@@ -34,6 +35,11 @@ MODEL_TARGET_KEYS = ("boxes", "labels", "masks")
 class NonFiniteLossError(FloatingPointError):
     """The loss (or, after an update, the weights) became NaN or infinite; training stopped
     without writing a checkpoint of that state."""
+
+
+class OutputDirHoldsRunError(ConfigError):
+    """output_dir holds a run (checkpoint.run_files), and the new one was asked neither to
+    resume it nor to overwrite it. Nothing was written."""
 
 
 def _short(name):
@@ -74,7 +80,7 @@ class Trainer:
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.output_dir = cfg.output_dir
         self.progress = progress and info.is_main
-        self.metrics = MetricsLog(os.path.join(self.output_dir, "metrics.jsonl")) if info.is_main else None
+        self.metrics = MetricsLog(os.path.join(self.output_dir, ckpt.METRICS)) if info.is_main else None
 
     @property
     def bare_model(self):
@@ -217,9 +223,44 @@ def _wrap_distributed(cfg, model, info, device_type):
     )
 
 
-def build_trainer(cfg, *, info, device_type, resume=False, model_factory=None, progress=True):
+def _on_main(function, info):
+    """function()'s result on rank 0, returned on every rank; an exception it raises there is
+    raised on every rank too (as ConfigError), so all ranks take the same decision and none waits
+    in a collective for a rank that has left."""
+    result = None
+    if info.is_main:
+        try:
+            result = ("ok", function())
+        except OSError as error:
+            result = ("error", str(error))
+    kind, value = gather_objects(result, info)[0]
+    if kind == "error":
+        raise ConfigError(value)
+    return value
+
+
+def check_output_dir(cfg, *, info, resume, overwrite):
+    """The run files output_dir holds (rank 0's view, on every rank); OutputDirHoldsRunError if
+    it holds a run and the new one neither resumes nor overwrites it."""
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    existing = _on_main(lambda: ckpt.run_files(cfg.output_dir), info)
+    if existing and not (resume or overwrite):
+        listed = ", ".join(existing[:4]) + (", ..." if len(existing) > 4 else "")
+        raise OutputDirHoldsRunError(
+            f"output_dir {cfg.output_dir} holds a run ({listed}); nothing was written. Continue it with --resume, "
+            f"write this run to another output_dir (output_dir=PATH), or start over there with --overwrite "
+            f"(removes that run's checkpoints, last_checkpoint, metrics.jsonl and config.yaml)"
+        )
+    return existing
+
+
+def build_trainer(cfg, *, info, device_type, resume=False, overwrite=False, model_factory=None, progress=True):
     """Everything a run needs, restored from output_dir's last checkpoint when `resume` (a fresh
-    start if there is none yet)."""
+    start if there is none yet). Without `resume`, an output_dir that holds a run
+    (checkpoint.run_files) is an OutputDirHoldsRunError, raised before anything else is done,
+    unless `overwrite`: then, once everything is built, that run's files are removed."""
+    existing = check_output_dir(cfg, info=info, resume=resume, overwrite=overwrite)
     dataset = build_dataset(cfg, "train", training=True)
     max_iter, lr_steps = schedule_in_iterations(cfg, train_size=len(dataset))
     if cfg.model.get("norm") == "frozen_bn" and cfg.model.get("backbone_weights") is None:
@@ -255,4 +296,8 @@ def build_trainer(cfg, *, info, device_type, resume=False, model_factory=None, p
         trainer.load(loaded)
         if info.is_main:
             print(f"resuming from {checkpoint} (iteration {trainer.iteration} of {max_iter})")
+    if overwrite and existing:
+        removed = _on_main(lambda: ckpt.remove_run_files(cfg.output_dir), info)
+        if info.is_main:
+            print(f"starting over: removed the previous run's {', '.join(removed)} from {cfg.output_dir}")
     return trainer

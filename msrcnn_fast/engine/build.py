@@ -13,7 +13,7 @@ from msrcnn_fast.data import (
     TrainingBatchSampler,
     collate_padded,
 )
-from msrcnn_fast.engine.config import ConfigError
+from msrcnn_fast.engine.config import ConfigError, model_factory
 from msrcnn_fast.engine.lr_schedule import WarmupMultiStepLR
 
 
@@ -45,13 +45,11 @@ def build_model(cfg, *, num_classes, factory=None):
     own `factory` (the model with injected failures); nothing else should."""
     kwargs = model_kwargs(cfg, num_classes=num_classes)
     if factory is None:
-        import msrcnn_fast.model as models  # here, not at the top: engine must import without a model built
-
-        factory = getattr(models, cfg.model.name, None)
-        if not callable(factory):
-            public = sorted(n for n in dir(models) if n.startswith("msrcnn_"))
-            raise ConfigError(f"model.name: {cfg.model.name!r} is not a model factory (available: {public})")
-    return factory(**kwargs)
+        factory = model_factory(cfg.model.name)
+    try:
+        return factory(**kwargs)
+    except ValueError as error:  # the model's own checks of its arguments (ranges, choices, weight files)
+        raise ConfigError(f"model ({cfg.model.name}): {error}") from error
 
 
 def _split_paths(cfg, split):

@@ -47,7 +47,7 @@ def test_model_keys_are_free_other_unknown_keys_are_errors(tmp_path):
         (MINIMAL + "solver: {epochs: 18}\n", [], r"duplicate key 'solver' \(line 3\)"),
         (MINIMAL, ["solver.base_lr"], r"expected key=value"),
         (MINIMAL, ["solver..x=1"], r"is not a dotted key"),
-        (MINIMAL, ["device=tpu"], r"device must be auto, cpu or cuda, got 'tpu'"),
+        (MINIMAL, ["device=tpu"], r"override 'device=tpu': device must be one of 'auto', 'cpu', 'cuda', got 'tpu'"),
         (MINIMAL, ["data.train_min_size=600"], r"set both data.train_min_size and data.train_max_size"),
         ("[1, 2]", [], r"the top level must be a mapping, got list"),
         ("model: {name: [}", [], r"not valid YAML"),

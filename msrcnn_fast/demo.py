@@ -3,7 +3,8 @@
     python -m msrcnn_fast.demo [--config configs/shapes_demo.yaml] [key=value ...]
 
 1. generates the shapes dataset (data.shapes) into data.root unless it is there already;
-2. trains (resuming output_dir's last checkpoint, so a second run only evaluates);
+2. trains, always resuming output_dir's run (so a second run only evaluates; delete output_dir
+   to train again);
 3. evaluates on the validation split: prints the side-by-side table, writes
    output_dir/eval/evaluation.json and the plots;
 4. draws the detections of a few validation images into output_dir/eval/predictions.

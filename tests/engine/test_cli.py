@@ -127,9 +127,14 @@ def test_the_demo_generates_trains_evaluates_and_draws(tmp_path, capsys):
     assert "generated 4 train images" in printed and "MS R-CNN    segm" in printed and "demo done" in printed
     assert (tmp_path / "out" / "eval" / "evaluation.json").exists()
     assert len(os.listdir(tmp_path / "out" / "eval" / "predictions")) == 2
-    # a second run finds the data and the trained model: it only evaluates
+    trained = {name: (tmp_path / "out" / name).read_bytes() for name in ("model_final.pth", "metrics.jsonl")}
+    # a second run finds the data and the trained model: it resumes the finished run (no refusal of
+    # its output_dir, no training) and only evaluates
     assert demo_main(["--config", config, "--no-progress"]) == 0
-    assert "generated" not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "generated" not in printed and "MS R-CNN    segm" in printed and "demo done" in printed
+    assert f"resuming from {tmp_path / 'out' / 'model_final.pth'} (iteration 2 of 2)" in printed
+    assert {name: (tmp_path / "out" / name).read_bytes() for name in trained} == trained
 
 
 @pytest.mark.parametrize("name", sorted(n for n in os.listdir(os.path.join(REPO, "configs")) if n.endswith(".yaml")))

@@ -1,6 +1,6 @@
-"""COCO-format data: dataset, transforms, padded batching, training order, shapes generator."""
+"""COCO-format data: dataset, transforms, batching, training order, shapes generator."""
 
-from msrcnn_fast.data.batching import ImageBatch, collate_padded
+from msrcnn_fast.data.batching import ImageBatch, collate_images, collate_padded
 from msrcnn_fast.data.coco import CocoInstances
 from msrcnn_fast.data.coco_format import CocoFormatError, load_coco_instances
 from msrcnn_fast.data.sampler import TrainingBatchSampler
@@ -14,6 +14,7 @@ __all__ = [
     "RandomHorizontalFlip",
     "ResizeMinMax",
     "TrainingBatchSampler",
+    "collate_images",
     "collate_padded",
     "load_coco_instances",
 ]

@@ -1,5 +1,9 @@
-"""Batches of detection samples: images padded into one tensor whose height and width are
-multiples of 32 (the FPN's coarsest stride), with each image's own size kept."""
+"""Batches of detection samples: each image kept at its own size, with its target.
+
+The detector resizes every image and pads the batch itself (model/transform.py), so padding
+here would only cost memory: one 4000x3000 photo would make every image of its batch a
+4000x3000 tensor (16 images: 2.3 GB, per batch the loader prefetches).
+"""
 
 from dataclasses import dataclass
 
@@ -8,46 +12,44 @@ import torch
 
 @dataclass
 class ImageBatch:
-    """`tensors` [B, 3, H, W] zero-padded at the bottom and right; `image_sizes` [(h, w)] the
-    sizes before padding; `targets` one dict per image (tensors and an `image_id`)."""
+    """`tensors` the images, each a [3, H, W] tensor at its own size; `targets` one dict per
+    image (tensors and an `image_id`)."""
 
-    tensors: torch.Tensor
-    image_sizes: list
+    tensors: list
     targets: list
 
     def to(self, device, non_blocking=False):
-        """One copy for all images (pinned memory makes it asynchronous), then the targets."""
+        """The images and the targets' tensors on `device` (asynchronously from pinned memory)."""
         targets = [
             {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in t.items()}
             for t in self.targets
         ]
-        return ImageBatch(self.tensors.to(device, non_blocking=non_blocking), list(self.image_sizes), targets)
+        return ImageBatch([image.to(device, non_blocking=non_blocking) for image in self.tensors], targets)
 
     def pin_memory(self):  # called by DataLoader(pin_memory=True)
         targets = [{k: v.pin_memory() if torch.is_tensor(v) else v for k, v in t.items()} for t in self.targets]
-        return ImageBatch(self.tensors.pin_memory(), self.image_sizes, targets)
+        return ImageBatch([image.pin_memory() for image in self.tensors], targets)
 
     def images(self):
-        """The images as a list of views without their padding (the detector's input)."""
-        return [self.tensors[i, :, :h, :w] for i, (h, w) in enumerate(self.image_sizes)]
+        """The images as a list (the detector's input)."""
+        return list(self.tensors)
+
+    @property
+    def image_sizes(self):
+        return [tuple(image.shape[-2:]) for image in self.tensors]
 
     @property
     def image_ids(self):
         return [t["image_id"] for t in self.targets]
 
 
-def padded_size(size, size_divisible):
-    return -(-size // size_divisible) * size_divisible
-
-
-def collate_padded(samples, size_divisible=32):
+def collate_images(samples):
     """DataLoader collate_fn: a list of (image, target) into an ImageBatch."""
     if not samples:
-        raise ValueError("collate_padded: got an empty list of samples")
+        raise ValueError("collate_images: got an empty list of samples")
     images, targets = zip(*samples)
-    height = padded_size(max(image.shape[-2] for image in images), size_divisible)
-    width = padded_size(max(image.shape[-1] for image in images), size_divisible)
-    tensors = images[0].new_zeros((len(images), images[0].shape[0], height, width))
-    for i, image in enumerate(images):
-        tensors[i, :, : image.shape[-2], : image.shape[-1]].copy_(image)
-    return ImageBatch(tensors, [tuple(image.shape[-2:]) for image in images], list(targets))
+    return ImageBatch(list(images), list(targets))
+
+
+# The name the engine builds its loaders with (the images used to be padded into one tensor).
+collate_padded = collate_images

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from msrcnn_fast.data import Compose, RandomHorizontalFlip, ResizeMinMax, collate_padded
+from msrcnn_fast.data import Compose, RandomHorizontalFlip, ResizeMinMax, collate_images
 from msrcnn_fast.data.transforms import resized_size
 
 
@@ -73,18 +73,25 @@ def test_flip_probability_zero_is_the_identity_and_seeded_flips_repeat():
     assert outcomes == repeat and set(outcomes) == {10.0, 30.0}
 
 
-def test_collate_pads_to_a_multiple_of_32_and_keeps_sizes():
+def test_collate_keeps_each_image_at_its_own_size():
     a, b = sample(40, 60), sample(70, 33)
-    batch = collate_padded([a, b])
-    assert batch.tensors.shape == (2, 3, 96, 64)
+    batch = collate_images([a, b])
     assert batch.image_sizes == [(40, 60), (70, 33)] and batch.image_ids == [7, 7]
     views = batch.images()
-    assert torch.equal(views[0], a[0]) and torch.equal(views[1], b[0])
-    assert batch.tensors[0, :, 40:].abs().sum() == 0 and batch.tensors[1, :, :, 33:].abs().sum() == 0
+    assert views[0] is a[0] and views[1] is b[0]
     moved = batch.to("cpu")
-    assert torch.equal(moved.tensors, batch.tensors) and moved.targets[1]["image_id"] == 7
+    assert torch.equal(moved.images()[1], b[0]) and moved.targets[1]["image_id"] == 7
+
+
+def test_collate_costs_no_memory_beyond_the_images():
+    """A 4000x3000 photo in a batch of small images (hostile data): padding every image to the
+    largest made the batch 3 x 4000 x 3008 floats (there, 144 MB per image)."""
+    huge, small = sample(3000, 4000), sample(1, 1)
+    batch = collate_images([huge, small, small])
+    storages = {image.untyped_storage().data_ptr(): image.untyped_storage().nbytes() for image in batch.images()}
+    assert sum(storages.values()) == (3000 * 4000 + 1) * 3 * 4
 
 
 def test_collate_of_nothing_is_an_error():
     with pytest.raises(ValueError, match="empty list"):
-        collate_padded([])
+        collate_images([])

@@ -1,8 +1,9 @@
-"""COCO-format data: dataset, transforms, batching, training order, shapes generator."""
+"""COCO-format data: dataset, image reading, transforms, batching, training order, shapes generator."""
 
 from msrcnn_fast.data.batching import ImageBatch, collate_images, collate_padded
 from msrcnn_fast.data.coco import CocoInstances
 from msrcnn_fast.data.coco_format import CocoFormatError, load_coco_instances
+from msrcnn_fast.data.images import ImageFileError, read_rgb
 from msrcnn_fast.data.sampler import TrainingBatchSampler
 from msrcnn_fast.data.transforms import Compose, RandomHorizontalFlip, ResizeMinMax
 
@@ -11,10 +12,12 @@ __all__ = [
     "CocoInstances",
     "Compose",
     "ImageBatch",
+    "ImageFileError",
     "RandomHorizontalFlip",
     "ResizeMinMax",
     "TrainingBatchSampler",
     "collate_images",
     "collate_padded",
     "load_coco_instances",
+    "read_rgb",
 ]

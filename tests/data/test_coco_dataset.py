@@ -101,7 +101,9 @@ def test_a_corrupt_image_file_is_named(coco_dir):
     folder, path, _ = coco_dir
     with open(os.path.join(folder, "img1.png"), "wb") as file:
         file.write(b"not a png")
-    with pytest.raises(OSError, match=r"img1\.png: cannot read image 1 of .*annotations\.json"):
+    with pytest.raises(
+        CocoFormatError, match=r"img1\.png: cannot read image: .* \(image id 1 of .*annotations\.json\)"
+    ):
         CocoInstances(image_dir=folder, annotation_file=path)[0]
 
 
@@ -120,5 +122,7 @@ def test_degenerate_boxes_are_dropped_from_targets(tmp_path):
     data, _ = tiny_coco()
     data["annotations"][0]["bbox"] = [4, 6, 0.5, 16]
     path = write_coco(tmp_path, data)
-    _, target = CocoInstances(image_dir=tmp_path, annotation_file=path)[0]
+    with pytest.warns(UserWarning, match=r"image 1 \(img1\.png\) annotation 1: bbox \[4, 6, 0\.5, 16\] covers less"):
+        dataset = CocoInstances(image_dir=tmp_path, annotation_file=path)
+    _, target = dataset[0]
     assert target["labels"].tolist() == [2] and np.array_equal(target["boxes"].shape, (1, 4))

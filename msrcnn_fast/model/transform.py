@@ -1,6 +1,9 @@
 """Image normalisation, resizing and batching (torchvision's), with masks pasted by our kernel."""
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 
@@ -16,6 +19,10 @@ class DetectionTransform(GeneralizedRCNNTransform):
 
     Output masks are bool [K, 1, H, W]: the probability thresholded at `mask_threshold` (0.5),
     as COCO evaluation and drawing use them (torchvision returns the float probabilities).
+
+    Resizing is torchvision's (short side to min_size, long side at most max_size, sizes
+    rounded down), except that no side becomes 0 pixels: torchvision's fails on an image much
+    longer than wide (1x200 at min_size 64, max_size 64), whose short side rounds down to 0.
     """
 
     mask_threshold: float = 0.5
@@ -26,6 +33,28 @@ class DetectionTransform(GeneralizedRCNNTransform):
     def batch_images(self, images: list[Tensor], size_divisible: int = 32) -> Tensor:
         batch = super().batch_images(images, size_divisible)
         return batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch
+
+    def resize(self, image: Tensor, target: dict[str, Tensor] | None = None):
+        height, width = image.shape[-2:]
+        if self.training:
+            if self._skip_resize:
+                return image, target
+            min_size = self.torch_choice(self.min_size)
+        else:
+            min_size = self.min_size[-1]
+        if self.fixed_size is not None:
+            size = (self.fixed_size[1], self.fixed_size[0])
+        else:
+            # torchvision's scale and rounding (F.interpolate's, with recompute_scale_factor)
+            scale = min(min_size / min(height, width), self.max_size / max(height, width))
+            size = (max(1, math.floor(height * scale)), max(1, math.floor(width * scale)))
+        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+        if target is None:
+            return image, target
+        target["boxes"] = resize_boxes(target["boxes"], (height, width), size)
+        if "masks" in target:
+            target["masks"] = F.interpolate(target["masks"][:, None].float(), size=size)[:, 0].byte()
+        return image, target
 
     def postprocess(
         self,

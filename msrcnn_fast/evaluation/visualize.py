@@ -24,8 +24,15 @@ def draw_detections(image, output, class_names, *, score_thresh=0.5, mask_alpha=
     for i in keep:
         mask = masks[i, 0] if masks.dim() == 4 else masks[i]
         mask = (mask if mask.dtype == torch.bool else mask >= 0.5).cpu().numpy()
+        # Blend densely within the mask's bounding rows and columns: boolean indexing of the
+        # canvas took ~0.35 s per detection on a 12-megapixel photo.
+        rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if not len(rows):
+            continue
+        window = np.s_[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+        region = canvas[window]
         colour = np.asarray(category_colour(int(output["labels"][i])), dtype=np.float32)
-        canvas[mask] = canvas[mask] * (1 - mask_alpha) + colour * mask_alpha
+        np.copyto(region, region * (1 - mask_alpha) + colour * mask_alpha, where=mask[window][:, :, None])
     result = Image.fromarray(canvas.round().astype(np.uint8))
     draw = ImageDraw.Draw(result)
     font = ImageFont.load_default()

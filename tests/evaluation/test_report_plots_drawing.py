@@ -8,6 +8,7 @@ from PIL import Image
 
 from msrcnn_fast.evaluation import draw_detections, format_table, save_results, write_plots
 from msrcnn_fast.evaluation.coco_evaluator import STAT_NAMES
+from msrcnn_fast.evaluation.visualize import category_colour
 
 
 def fake_results(ap):
@@ -83,3 +84,31 @@ def test_drawing_colours_masks_above_the_threshold_only():
     assert drawn[30, 10].sum() > 0  # inside the first mask
     assert drawn[30, 45].sum() == 0  # the second is below the threshold
     assert drawn[2, 55].sum() == 0
+
+
+def test_drawing_blends_each_mask_as_a_whole_canvas_blend_would():
+    """Masks are blended within their bounding rows and columns (fast on a 12-megapixel photo):
+    the same pixels as blending over the whole canvas, for overlapping masks, masks touching
+    the borders, a mask of holes and an empty one. Boxes and labels sit in the top rows, which
+    the comparison leaves out."""
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(3, 50, 70, generator=generator)
+    masks = torch.zeros(4, 1, 50, 70, dtype=torch.bool)
+    masks[0, 0, 10:50, 0:30] = True  # touches the bottom and left borders
+    masks[1, 0, 20:40, 20:70] = True  # overlaps the first, touches the right border
+    masks[1, 0, 25:35:2, 30:60:3] = False  # holes
+    masks[2, 0] = torch.rand(50, 70, generator=generator) > 0.7  # scattered pixels
+    output = {
+        "boxes": torch.tensor([[0.0, 0, 69, 3]] * 4),
+        "labels": torch.tensor([1, 2, 1, 2]),
+        "scores": torch.tensor([0.9, 0.8, 0.7, 0.6]),
+        "mask_scores": torch.tensor([0.9, 0.8, 0.7, 0.6]),
+        "masks": masks,  # the fourth is empty
+    }
+    drawn = np.asarray(draw_detections(image, output, ["a", "b"], score_thresh=0.5))
+    canvas = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy().astype(np.float32)
+    for mask, label in zip(masks[:, 0].numpy(), [1, 2, 1, 2]):
+        colour = np.asarray(category_colour(label), dtype=np.float32)
+        canvas[mask] = canvas[mask] * (1 - 0.45) + colour * 0.45
+    expected = canvas.round().astype(np.uint8)
+    assert np.array_equal(drawn[16:], expected[16:])

@@ -3,17 +3,19 @@
     python -m msrcnn_fast.predict --config configs/NAME.yaml --checkpoint PATH IMAGE... --out DIR
 
 Writes DIR/<image name>.png per image: masks, boxes, class names, and both the
-classification score and the mask score of every detection above --score-thresh.
+classification score and the mask score of every detection above --score-thresh. Images of
+any PIL mode are read as RGB (16-bit grayscale scaled, alpha dropped: msrcnn_fast/data/images.py).
+Two inputs with the same name (a/x.jpg, b/x.png) get x.png and x-2.png. An image that cannot
+be read is reported and skipped; the others are still drawn, and the exit code is then 2.
 """
 
 import argparse
 import os
 import sys
 
-import numpy as np
 import torch
-from PIL import Image
 
+from msrcnn_fast.data.images import ImageFileError, read_rgb
 from msrcnn_fast.engine.build import resolve_device
 from msrcnn_fast.engine.config import ConfigError, load_config
 from msrcnn_fast.engine.inference import load_trained_model
@@ -31,13 +33,19 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def read_image(path):
-    try:
-        with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB"))
-    except (OSError, ValueError) as error:
-        raise OSError(f"{path}: cannot read image: {error}") from error
-    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(255)
+def output_names(paths):
+    """One distinct output file name per input path: <name>.png, then <name>-2.png, ... for
+    inputs whose names (without folder and extension) repeat."""
+    names, used = [], set()
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        name, count = f"{stem}.png", 1
+        while name in used:
+            count += 1
+            name = f"{stem}-{count}.png"
+        used.add(name)
+        names.append(name)
+    return names
 
 
 def main(argv=None, *, model_factory=None):
@@ -52,16 +60,25 @@ def main(argv=None, *, model_factory=None):
         model, categories = load_trained_model(cfg, args.checkpoint, device=device, model_factory=model_factory)
         os.makedirs(args.out, exist_ok=True)
         names = [c["name"] for c in categories]
-        for path in args.images:
-            image = read_image(path)
+        unreadable = 0
+        for path, out_name in zip(args.images, output_names(args.images)):
+            try:
+                image = read_rgb(path)
+            except ImageFileError as error:
+                print(f"error: {error} (skipped)", file=sys.stderr)
+                unreadable += 1
+                continue
             with torch.no_grad():
                 output = {k: v.cpu() for k, v in model([image.to(device)])[0].items()}
-            out_path = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".png")
+            out_path = os.path.join(args.out, out_name)
             draw_detections(image, output, names, score_thresh=args.score_thresh).save(out_path)
             shown = int((output["scores"] >= args.score_thresh).sum())
             print(f"{out_path}: {shown} detections drawn (of {len(output['scores'])})")
     except (ConfigError, FileNotFoundError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    if unreadable:
+        print(f"error: {unreadable} of {len(args.images)} images could not be read", file=sys.stderr)
         return 2
     return 0
 

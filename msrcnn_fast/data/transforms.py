@@ -23,9 +23,10 @@ class Compose:
 
 def resized_size(height, width, min_size, max_size):
     """(height, width) with the short side at min_size unless that puts the long side over max_size
-    (then the long side at max_size): the rule of torchvision's GeneralizedRCNNTransform."""
+    (then the long side at max_size): the rule of torchvision's GeneralizedRCNNTransform. No side
+    becomes 0 pixels (a 1x200 strip at max_size 64 would)."""
     scale = min(min_size / min(height, width), max_size / max(height, width))
-    return round(height * scale), round(width * scale)
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 class ResizeMinMax:

@@ -21,7 +21,13 @@ def mask_box(mask):
 
 @pytest.mark.parametrize(
     "size, min_size, max_size, expected",
-    [((40, 60), 80, 1000, (80, 120)), ((40, 60), 80, 90, (60, 90)), ((600, 400), 800, 1333, (1200, 800))],
+    [
+        ((40, 60), 80, 1000, (80, 120)),
+        ((40, 60), 80, 90, (60, 90)),
+        ((600, 400), 800, 1333, (1200, 800)),
+        ((1, 200), 64, 64, (1, 64)),  # the short side would round to 0
+        ((4000, 1), 800, 1333, (1333, 1)),
+    ],
 )
 def test_resized_size_follows_the_min_max_rule(size, min_size, max_size, expected):
     assert resized_size(*size, min_size, max_size) == expected
@@ -34,6 +40,16 @@ def test_resize_scales_image_boxes_and_masks_together():
     assert torch.equal(out["boxes"], target["boxes"] * 2)
     assert mask_box(out["masks"][0]) == out["boxes"][0].tolist()
     assert out["masks"].dtype == torch.uint8 and out["labels"] is target["labels"]
+
+
+def test_resize_keeps_a_strip_at_least_one_pixel_tall():
+    image = torch.rand(3, 1, 200)
+    masks = torch.zeros(1, 1, 200, dtype=torch.uint8)
+    masks[0, 0, 10:60] = 1
+    target = {"boxes": torch.tensor([[10.0, 0, 60, 1]]), "labels": torch.tensor([1]), "masks": masks}
+    resized, out = ResizeMinMax(min_size=64, max_size=64)(image, target)
+    assert resized.shape == (3, 1, 64) and out["masks"].shape == (1, 1, 64) and out["masks"].sum() > 0
+    assert torch.allclose(out["boxes"], torch.tensor([[3.2, 0, 19.2, 1]]))
 
 
 def test_resize_handles_an_image_without_instances():

@@ -10,6 +10,7 @@ from (the file or the override).
 """
 
 import copy
+import difflib
 import inspect
 import math
 import os
@@ -471,8 +472,12 @@ def check_model_section(model, where):
             continue
         key = f"model.{name}"
         if name not in keywords:
-            known = ", ".join(sorted(n for n in keywords))
-            raise ConfigError(f"{where(key)}: unknown key {key!r}: {model.name} takes no {name!r} (it takes: {known})")
+            close = difflib.get_close_matches(name, keywords, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            known = ", ".join(sorted(keywords))
+            raise ConfigError(
+                f"{where(key)}: unknown key {key!r}: {model.name} takes no {name!r} ({hint}it takes: {known})"
+            )
         annotation = keywords[name].annotation
         if annotation is inspect.Parameter.empty:
             continue

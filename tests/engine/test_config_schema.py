@@ -67,7 +67,11 @@ BAD_VALUES = [
     ("model.name=resnet", "model.name: 'resnet' is not a model factory (available: ['mask_scoring_rcnn',"),
     ("model.box_fc_dim=abc", "model.box_fc_dim must be an integer, got 'abc' (str)"),
     ("model.box_fc_dim=32.5", "model.box_fc_dim must be an integer, got 32.5 (float)"),
-    ("model.box_fcdim=32", "unknown key 'model.box_fcdim': msrcnn_resnet18_fpn takes no 'box_fcdim' (it takes: "),
+    (
+        "model.box_fcdim=32",
+        "unknown key 'model.box_fcdim': msrcnn_resnet18_fpn takes no 'box_fcdim' (did you mean 'box_fc_dim'? it "
+        "takes: ",
+    ),
     ("model.soft_nms=1", "model.soft_nms must be true or false, got 1"),
     ("model.norm=[gn]", "model.norm must be a string, got ['gn']"),
     ("model.box_nms_thresh=half", "model.box_nms_thresh must be a number, got 'half' (str)"),

@@ -22,6 +22,16 @@ class ImageFileError(CocoFormatError):
     """An image file that cannot be read as an image (missing, corrupt, truncated, an unsupported
     pixel format). A CocoFormatError: the dataset that names the file cannot be used either."""
 
+    def __init__(self, message):
+        # A DataLoader worker's error is raised again in the main process as
+        # ImageFileError("Caught ImageFileError in DataLoader worker process 0.\nOriginal
+        # Traceback ...\nmsrcnn_fast.data.images.ImageFileError: <message>"): keep the message
+        # (it names the file), not the worker's stack.
+        marker = f"{type(self).__module__}.{type(self).__qualname__}: "
+        if message.startswith("Caught ") and marker in message:
+            message = message.rsplit(marker, 1)[1].strip()
+        super().__init__(message)
+
 
 def image_pixels(image, path):
     """Float32 [H, W, 3] RGB in 0-1 of an open PIL image."""

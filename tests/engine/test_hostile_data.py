@@ -128,7 +128,7 @@ def test_predict_draws_the_readable_images_and_names_the_others(trained, hostile
 
 def test_an_unreadable_training_image_is_a_clear_error(trained, hostile_root, tmp_path, capsys):
     """A truncated file cannot be used: train and evaluate stop with exit code 2 and a message
-    naming the file, not a traceback."""
+    naming the file, not a traceback (also when a DataLoader worker read it)."""
     folder = tmp_path / "data"
     folder.mkdir()
     data = json.loads((hostile_root / ANNOTATIONS).read_text())
@@ -138,8 +138,10 @@ def test_an_unreadable_training_image_is_a_clear_error(trained, hostile_root, tm
     png = (hostile_root / IMAGES / "good.png").read_bytes()
     (folder / "good.png").write_bytes(png[: len(png) // 2])
     config = hostile_config(tmp_path, tmp_path, images="data", annotations="data/annotations.json")
-    assert train_main(["--config", config, "--no-progress"]) == 2
-    assert "good.png: cannot read image: " in capsys.readouterr().err
+    for workers in (0, 1):
+        assert train_main(["--config", config, "--no-progress", f"data.num_workers={workers}"]) == 2
+        err = capsys.readouterr().err
+        assert "good.png: cannot read image: " in err and "Traceback" not in err, err
     checkpoint = str(trained[1] / "model_final.pth")
     assert evaluate_main(["--config", config, "--checkpoint", checkpoint, "--out", str(tmp_path / "e")]) == 2
     assert "good.png: cannot read image: " in capsys.readouterr().err

@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
+from msrcnn_fast.engine.build import build_model
+from msrcnn_fast.engine.config import load_config
 from msrcnn_fast.evaluate import main as evaluate_main
 from msrcnn_fast.model.transform import DetectionTransform
 from msrcnn_fast.predict import main as predict_main
@@ -173,3 +175,18 @@ def test_the_model_resizes_any_shape_as_torchvision_does_where_it_can(size, trai
     else:
         with pytest.raises(RuntimeError, match="Input and output sizes should be greater than 0"):
             theirs.resize(image, dict(target))
+
+
+def test_a_batch_without_any_target_trains_with_finite_losses_and_gradients(tmp_path, hostile_root):
+    """Every image of a batch may lack annotations (skip_empty false): the RPN, box, mask and
+    MaskIoU losses must then be finite (zero where there is nothing to learn), as their gradients."""
+    model = build_model(load_config(hostile_config(tmp_path, hostile_root)), num_classes=3).train()
+    sizes = [(64, 64), (1, 1), (1, 200)]
+    images = [torch.rand(3, h, w, generator=torch.Generator().manual_seed(h * w)) for h, w in sizes]
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    targets = [{**empty, "masks": torch.zeros(0, h, w, dtype=torch.uint8)} for h, w in sizes]
+    losses = model(images, targets)
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    assert float(losses["loss_mask"]) == 0 and float(losses["loss_box_reg"]) == 0
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -1,7 +1,13 @@
 """ResNet + FPN backbones: torchvision's ResNet and FPN, with the paper's variants.
 
 - Normalisation: FrozenBatchNorm2d (pretrained statistics, the paper's setting), BatchNorm2d
-  or GroupNorm (training from scratch, e.g. the CPU demo: nothing can be downloaded).
+  or GroupNorm (training from scratch, e.g. the CPU demo: nothing can be downloaded). With a
+  trainable normalisation the FPN's convolutions are normalised too (as detectron2's
+  from-scratch GN recipe): an unnormalised FPN between a normalised backbone and the heads is
+  the one scale nothing bounds, and from scratch it runs away: each larger step makes the
+  features larger, which makes the next step larger (in the tiny engine-test config the FPN's
+  output deviation went from ~8 to ~2e7 in 7 iterations, then the heads overflowed). With frozen
+  statistics (pretrained) the FPN stays as the paper's and torchvision's: plain convolutions.
 - Feature maps: C2-C5 (standard FPN) or C4-C5 only (the paper's ResNet-18 FPN); P6 by max
   pooling for the RPN.
 - Deformable convolutions (DCN): the 3x3 convolution of every block in stages C3-C5 becomes a
@@ -123,7 +129,8 @@ def resnet_fpn_backbone(
 
     Args:
         depth: 18, 34, 50 or 101.
-        norm: "frozen_bn", "bn" or "gn".
+        norm: "frozen_bn", "bn" or "gn" for the ResNet; with "bn" or "gn" the FPN's convolutions
+            are followed by the same normalisation (their bias dropped).
         trainable_layers: how many of (layer4, layer3, layer2, layer1, stem) train; the rest
             are frozen (0-5).
         returned_stages: the C levels the FPN reads; the output has one map per stage
@@ -164,4 +171,5 @@ def resnet_fpn_backbone(
         in_channels_list=[stage_channels[s] * expansion for s in returned_stages],
         out_channels=out_channels,
         extra_blocks=LastLevelMaxPool(),
+        norm_layer=None if norm == "frozen_bn" else norm_layer_of(norm),
     )

@@ -46,3 +46,29 @@ def test_trainable_layers_freeze_the_rest():
     trainable = {name.split(".")[1] for name, p in backbone.body.named_parameters(prefix="body") if p.requires_grad}
     assert trainable == {"layer3", "layer4"}
     assert all(p.requires_grad for p in backbone.fpn.parameters())
+
+
+@pytest.mark.parametrize("norm", ["gn", "bn"])
+def test_a_trainable_norm_also_normalises_the_fpn_so_its_scale_cannot_run_away(norm):
+    # Training from scratch, the FPN's output scale was the one nothing bounded: each step that
+    # grew its weights grew the heads' inputs and so the next step (the engine tests' tiny config
+    # diverged to NaN on most seeds). Normalised, its outputs do not depend on its weights' scale.
+    torch.manual_seed(0)
+    backbone = resnet_fpn_backbone(depth=18, norm=norm, trainable_layers=5, returned_stages=(2, 3), out_channels=32)
+    backbone.train()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        before = backbone(x)
+        for module in backbone.fpn.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.mul_(1000.0)
+        after = backbone(x)
+    for name in before:
+        torch.testing.assert_close(after[name], before[name], atol=1e-3, rtol=1e-3)
+
+
+def test_frozen_statistics_keep_the_papers_plain_fpn():
+    backbone = resnet_fpn_backbone(depth=18, norm="frozen_bn", returned_stages=(4, 5))
+    norms = (torch.nn.GroupNorm, torch.nn.BatchNorm2d, FrozenBatchNorm2d)
+    assert not any(isinstance(m, norms) for m in backbone.fpn.modules())
+    assert all(conv.bias is not None for conv in backbone.fpn.modules() if isinstance(conv, torch.nn.Conv2d))

@@ -5,8 +5,9 @@
 Writes DIR/<image name>.png per image: masks, boxes, class names, and both the
 classification score and the mask score of every detection above --score-thresh. Images of
 any PIL mode are read as RGB (16-bit grayscale scaled, alpha dropped: msrcnn_fast/data/images.py).
-Two inputs with the same name (a/x.jpg, b/x.png) get x.png and x-2.png. An image that cannot
-be read is reported and skipped; the others are still drawn, and the exit code is then 2.
+Two inputs with the same name (a/x.jpg, b/x.png) get x.png and x-2.png, and no drawing replaces
+an input (x.png drawn into its own folder is x-2.png). An image that cannot be read is
+reported and skipped; the others are still drawn, and the exit code is then 2.
 """
 
 import argparse
@@ -33,14 +34,16 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def output_names(paths):
+def output_names(paths, out_dir):
     """One distinct output file name per input path: <name>.png, then <name>-2.png, ... for
-    inputs whose names (without folder and extension) repeat."""
+    inputs whose names (without folder and extension) repeat, or whose output would replace an
+    input image (--out the images' own folder)."""
+    inputs = {os.path.realpath(path) for path in paths}
     names, used = [], set()
     for path in paths:
         stem = os.path.splitext(os.path.basename(path))[0]
         name, count = f"{stem}.png", 1
-        while name in used:
+        while name in used or os.path.realpath(os.path.join(out_dir, name)) in inputs:
             count += 1
             name = f"{stem}-{count}.png"
         used.add(name)
@@ -61,7 +64,7 @@ def main(argv=None, *, model_factory=None):
         os.makedirs(args.out, exist_ok=True)
         names = [c["name"] for c in categories]
         unreadable = 0
-        for path, out_name in zip(args.images, output_names(args.images)):
+        for path, out_name in zip(args.images, output_names(args.images, args.out)):
             try:
                 image = read_rgb(path)
             except ImageFileError as error:

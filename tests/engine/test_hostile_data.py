@@ -127,6 +127,17 @@ def test_predict_writes_one_drawing_per_input(trained, hostile_root, tmp_path, c
     assert capsys.readouterr().out.count("detections drawn") == NUM_IMAGES + 1
 
 
+def test_predict_into_the_images_own_folder_replaces_no_image(trained, hostile_root, tmp_path):
+    config, output_dir, _ = trained
+    for name in ("gray.png", "rgba.png"):
+        shutil.copy(hostile_root / IMAGES / name, tmp_path / name)
+    originals = {name: (tmp_path / name).read_bytes() for name in ("gray.png", "rgba.png")}
+    argv = ["--config", config, "--checkpoint", str(output_dir / "model_final.pth"), "--out", str(tmp_path)]
+    assert predict_main([*argv, str(tmp_path / "gray.png"), str(tmp_path / "rgba.png")]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["gray-2.png", "gray.png", "rgba-2.png", "rgba.png"]
+    assert all((tmp_path / name).read_bytes() == data for name, data in originals.items())
+
+
 def test_predict_draws_the_readable_images_and_names_the_others(trained, hostile_root, tmp_path, capsys):
     config, output_dir, _ = trained
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")

@@ -1,13 +1,14 @@
 """ResNet + FPN backbones: torchvision's ResNet and FPN, with the paper's variants.
 
 - Normalisation: FrozenBatchNorm2d (pretrained statistics, the paper's setting), BatchNorm2d
-  or GroupNorm (training from scratch, e.g. the CPU demo: nothing can be downloaded). With a
-  trainable normalisation the FPN's convolutions are normalised too (as detectron2's
+  or GroupNorm (training from scratch, e.g. the CPU demo: nothing can be downloaded).
+- FPN normalisation (`fpn_norm`): none (the paper's and torchvision's FPN, so their weights
+  load), GroupNorm or BatchNorm after each FPN convolution. "auto" normalises the FPN with
+  GroupNorm when the backbone's norm is "gn", i.e. trained from scratch (as detectron2's
   from-scratch GN recipe): an unnormalised FPN between a normalised backbone and the heads is
-  the one scale nothing bounds, and from scratch it runs away: each larger step makes the
-  features larger, which makes the next step larger (in the tiny engine-test config the FPN's
-  output deviation went from ~8 to ~2e7 in 7 iterations, then the heads overflowed). With frozen
-  statistics (pretrained) the FPN stays as the paper's and torchvision's: plain convolutions.
+  then the one scale nothing bounds, and it runs away: each larger step makes the features
+  larger, which makes the next step larger (in the tiny engine-test config the FPN's output
+  deviation went from ~8 to ~2e7 in 7 iterations, then the heads overflowed to NaN).
 - Feature maps: C2-C5 (standard FPN) or C4-C5 only (the paper's ResNet-18 FPN); P6 by max
   pooling for the RPN.
 - Deformable convolutions (DCN): the 3x3 convolution of every block in stages C3-C5 becomes a
@@ -24,10 +25,11 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FrozenBatchNorm2d, deform_conv2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-__all__ = ["DeformableConv2d", "fold_frozen_batchnorm", "norm_layer_of", "resnet_fpn_backbone"]
+__all__ = ["DeformableConv2d", "fold_frozen_batchnorm", "fpn_norm_layer_of", "norm_layer_of", "resnet_fpn_backbone"]
 
 RESNETS = {18: resnet.resnet18, 34: resnet.resnet34, 50: resnet.resnet50, 101: resnet.resnet101}
 NORMS = ("frozen_bn", "bn", "gn")
+FPN_NORMS = ("auto", "none", "bn", "gn")
 
 
 def norm_layer_of(norm: str, *, gn_groups: int = 32) -> Callable[[int], nn.Module]:
@@ -115,10 +117,20 @@ def _deformable_stages(body: resnet.ResNet, stages: Sequence[int]) -> None:
             block.conv2 = DeformableConv2d(block.conv2)
 
 
+def fpn_norm_layer_of(fpn_norm: str, *, norm: str) -> Callable[[int], nn.Module] | None:
+    """The FPN's normalisation layer for `fpn_norm` (see FPN_NORMS) next to a backbone `norm`."""
+    if fpn_norm not in FPN_NORMS:
+        raise ValueError(f"fpn_norm: expected one of {FPN_NORMS}, got {fpn_norm!r}")
+    if fpn_norm == "auto":
+        fpn_norm = "gn" if norm == "gn" else "none"
+    return None if fpn_norm == "none" else norm_layer_of(fpn_norm)
+
+
 def resnet_fpn_backbone(
     *,
     depth: int,
     norm: str = "frozen_bn",
+    fpn_norm: str = "auto",
     trainable_layers: int = 3,
     returned_stages: Sequence[int] = (2, 3, 4, 5),
     deformable_stages: Sequence[int] = (),
@@ -129,8 +141,9 @@ def resnet_fpn_backbone(
 
     Args:
         depth: 18, 34, 50 or 101.
-        norm: "frozen_bn", "bn" or "gn" for the ResNet; with "bn" or "gn" the FPN's convolutions
-            are followed by the same normalisation (their bias dropped).
+        norm: "frozen_bn", "bn" or "gn".
+        fpn_norm: "auto" (GroupNorm when `norm` is "gn", else none), "none", "bn" or "gn": the
+            normalisation after each FPN convolution (whose bias is then dropped).
         trainable_layers: how many of (layer4, layer3, layer2, layer1, stem) train; the rest
             are frozen (0-5).
         returned_stages: the C levels the FPN reads; the output has one map per stage
@@ -171,5 +184,5 @@ def resnet_fpn_backbone(
         in_channels_list=[stage_channels[s] * expansion for s in returned_stages],
         out_channels=out_channels,
         extra_blocks=LastLevelMaxPool(),
-        norm_layer=None if norm == "frozen_bn" else norm_layer_of(norm),
+        norm_layer=fpn_norm_layer_of(fpn_norm, norm=norm),
     )

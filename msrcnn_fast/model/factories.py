@@ -55,6 +55,7 @@ def mask_scoring_rcnn(
     image_mean: tuple[float, float, float] = IMAGE_MEAN,
     image_std: tuple[float, float, float] = IMAGE_STD,
     norm: str = "frozen_bn",
+    fpn_norm: str = "auto",
     trainable_backbone_layers: int = 3,
     fpn_channels: int = 256,
     anchor_sizes: tuple[tuple[int, ...], ...] | None = None,
@@ -93,8 +94,11 @@ def mask_scoring_rcnn(
     ``num_classes`` counts the background. Head widths (``box_fc_dim``, ``mask_conv_dim``,
     ``maskiou_conv_dim``, ``maskiou_fc_dim``) can be narrowed for small CPU runs; ``norm``
     ("frozen_bn", "bn", "gn") and ``trainable_backbone_layers`` (0-5) set how the backbone
-    trains. ``channels_last`` runs the network on channels-last tensors (faster on CPUs and
-    tensor cores; False: NCHW, as torchvision). ``conv_backend`` picks the 3x3 convolutions:
+    trains; ``fpn_norm`` ("auto", "none", "bn", "gn") normalises the FPN's convolutions ("auto":
+    GroupNorm with norm "gn", the from-scratch setting in which an unnormalised FPN's scale runs
+    away; none otherwise, as the paper's and torchvision's FPN). ``channels_last`` runs the
+    network on channels-last tensors (faster on CPUs and tensor cores; False: NCHW, as
+    torchvision). ``conv_backend`` picks the 3x3 convolutions:
     "auto" runs the mask and MaskIoU heads' on the Triton kernels on CUDA, and on the CPU every
     3x3 stride-1 convolution (backbone, FPN, RPN and heads) on the Winograd kernels of
     msrcnn::winograd_conv3x3 (float32; other dtypes and devices run ATen's); "triton" or
@@ -104,6 +108,7 @@ def mask_scoring_rcnn(
     backbone = resnet_fpn_backbone(
         depth=depth,
         norm=norm,
+        fpn_norm=fpn_norm,
         trainable_layers=trainable_backbone_layers,
         returned_stages=returned_stages,
         deformable_stages=deformable_stages,

@@ -48,13 +48,15 @@ def test_trainable_layers_freeze_the_rest():
     assert all(p.requires_grad for p in backbone.fpn.parameters())
 
 
-@pytest.mark.parametrize("norm", ["gn", "bn"])
-def test_a_trainable_norm_also_normalises_the_fpn_so_its_scale_cannot_run_away(norm):
+@pytest.mark.parametrize(("norm", "fpn_norm"), [("gn", "auto"), ("gn", "gn"), ("bn", "bn"), ("frozen_bn", "gn")])
+def test_a_normalised_fpn_has_a_scale_that_cannot_run_away(norm, fpn_norm):
     # Training from scratch, the FPN's output scale was the one nothing bounded: each step that
     # grew its weights grew the heads' inputs and so the next step (the engine tests' tiny config
     # diverged to NaN on most seeds). Normalised, its outputs do not depend on its weights' scale.
     torch.manual_seed(0)
-    backbone = resnet_fpn_backbone(depth=18, norm=norm, trainable_layers=5, returned_stages=(2, 3), out_channels=32)
+    backbone = resnet_fpn_backbone(
+        depth=18, norm=norm, fpn_norm=fpn_norm, trainable_layers=5, returned_stages=(2, 3), out_channels=32
+    )
     backbone.train()
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
@@ -67,8 +69,16 @@ def test_a_trainable_norm_also_normalises_the_fpn_so_its_scale_cannot_run_away(n
         torch.testing.assert_close(after[name], before[name], atol=1e-3, rtol=1e-3)
 
 
-def test_frozen_statistics_keep_the_papers_plain_fpn():
-    backbone = resnet_fpn_backbone(depth=18, norm="frozen_bn", returned_stages=(4, 5))
+@pytest.mark.parametrize(("norm", "fpn_norm"), [("frozen_bn", "auto"), ("bn", "auto"), ("gn", "none")])
+def test_the_papers_plain_fpn(norm, fpn_norm):
+    # Pretrained statistics (and BatchNorm, which torchvision's weights can be loaded into) keep the
+    # FPN of the paper and torchvision by default; "none" asks for it with any backbone norm.
+    backbone = resnet_fpn_backbone(depth=18, norm=norm, fpn_norm=fpn_norm, returned_stages=(4, 5))
     norms = (torch.nn.GroupNorm, torch.nn.BatchNorm2d, FrozenBatchNorm2d)
     assert not any(isinstance(m, norms) for m in backbone.fpn.modules())
     assert all(conv.bias is not None for conv in backbone.fpn.modules() if isinstance(conv, torch.nn.Conv2d))
+
+
+def test_fpn_norm_choices():
+    with pytest.raises(ValueError, match="fpn_norm: expected one of"):
+        resnet_fpn_backbone(depth=18, fpn_norm="layer")

@@ -1,6 +1,6 @@
 """COCO-format data: dataset, image reading, transforms, batching, training order, shapes generator."""
 
-from msrcnn_fast.data.batching import ImageBatch, collate_images, collate_padded
+from msrcnn_fast.data.batching import ImageBatch, collate_images
 from msrcnn_fast.data.coco import CocoInstances
 from msrcnn_fast.data.coco_format import CocoFormatError, load_coco_instances
 from msrcnn_fast.data.images import ImageFileError, read_rgb
@@ -17,7 +17,6 @@ __all__ = [
     "ResizeMinMax",
     "TrainingBatchSampler",
     "collate_images",
-    "collate_padded",
     "load_coco_instances",
     "read_rgb",
 ]

@@ -49,7 +49,3 @@ def collate_images(samples):
         raise ValueError("collate_images: got an empty list of samples")
     images, targets = zip(*samples)
     return ImageBatch(list(images), list(targets))
-
-
-# The name the engine builds its loaders with (the images used to be padded into one tensor).
-collate_padded = collate_images

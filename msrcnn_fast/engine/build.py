@@ -11,7 +11,7 @@ from msrcnn_fast.data import (
     RandomHorizontalFlip,
     ResizeMinMax,
     TrainingBatchSampler,
-    collate_padded,
+    collate_images,
 )
 from msrcnn_fast.engine.config import ConfigError, model_factory
 from msrcnn_fast.engine.lr_schedule import WarmupMultiStepLR
@@ -101,7 +101,7 @@ def build_train_loader(cfg, dataset, *, info, start_iter, device_type):
         dataset,
         batch_sampler=sampler,
         num_workers=cfg.data.num_workers,
-        collate_fn=collate_padded,
+        collate_fn=collate_images,
         pin_memory=device_type == "cuda",
         # The loader draws its workers' base seed from this generator, not from the global RNG
         # (whose state a resumed run must find exactly as the interrupted run left it).
@@ -115,7 +115,7 @@ def build_test_loader(cfg, dataset, *, device_type, num_workers=None):
         batch_size=cfg.test.images_per_batch,
         shuffle=False,
         num_workers=cfg.data.num_workers if num_workers is None else num_workers,
-        collate_fn=collate_padded,
+        collate_fn=collate_images,
         pin_memory=device_type == "cuda",
         generator=torch.Generator().manual_seed(0),
     )

@@ -262,6 +262,8 @@ def build_trainer(cfg, *, info, device_type, resume=False, overwrite=False, mode
     unless `overwrite`: then, once everything is built, that run's files are removed."""
     existing = check_output_dir(cfg, info=info, resume=resume, overwrite=overwrite)
     dataset = build_dataset(cfg, "train", training=True)
+    if len(dataset) == 0:
+        raise ConfigError(f"data.train: {dataset.annotation_file} lists no image to train on")
     max_iter, lr_steps = schedule_in_iterations(cfg, train_size=len(dataset))
     if cfg.model.get("norm") == "frozen_bn" and cfg.model.get("backbone_weights") is None:
         warnings.warn(

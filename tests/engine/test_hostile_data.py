@@ -149,6 +149,17 @@ def test_predict_draws_the_readable_images_and_names_the_others(trained, hostile
     assert "broken.png: cannot read image: " in err and "1 of 2 images could not be read" in err
 
 
+def test_a_training_set_without_images_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    empty = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "red"}]}
+    (tmp_path / "data" / "annotations.json").write_text(json.dumps(empty))
+    config = hostile_config(tmp_path, tmp_path, images="data", annotations="data/annotations.json")
+    assert train_main(["--config", config, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "data.train: " in err and "annotations.json lists no image to train on" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_unreadable_training_image_is_a_clear_error(trained, hostile_root, tmp_path, capsys):
     """A truncated file cannot be used: train and evaluate stop with exit code 2 and a message
     naming the file, not a traceback (also when a DataLoader worker read it)."""

@@ -20,7 +20,7 @@ import yaml
 
 from msrcnn_fast.data import CocoFormatError
 from msrcnn_fast.engine.build import resolve_device
-from msrcnn_fast.engine.checkpoint import CONFIG
+from msrcnn_fast.engine.checkpoint import CONFIG, CheckpointError
 from msrcnn_fast.engine.config import ConfigError, load_config
 from msrcnn_fast.engine.distributed import init_distributed, shutdown_distributed
 from msrcnn_fast.engine.trainer import NonFiniteLossError, build_trainer
@@ -71,7 +71,7 @@ def main(argv=None, *, model_factory=None):
         if info.is_main:
             print(f"training done: {final}")
         return 0
-    except (ConfigError, CocoFormatError, FileNotFoundError, NonFiniteLossError) as error:
+    except (ConfigError, CocoFormatError, CheckpointError, FileNotFoundError, NonFiniteLossError) as error:
         if info.is_main:
             print(f"error: {error}", file=sys.stderr)
         return 2 if not isinstance(error, NonFiniteLossError) else 3

@@ -20,6 +20,10 @@ _PERIODIC = re.compile(r"model_\d{7,}\.pth")
 _TEMPORARY = re.compile(r"\.(model_final\.pth|model_\d{7,}\.pth|last_checkpoint|metrics\.jsonl)\.tmp-\d+")
 
 
+class CheckpointError(ValueError):
+    """A file that is not a loadable checkpoint (corrupt, truncated or foreign)."""
+
+
 def _fsync_dir(path):
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -59,12 +63,12 @@ def load_checkpoint(path, map_location="cpu"):
     try:
         loaded = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for a corrupt or foreign file
-        raise ValueError(f"{path}: not a loadable checkpoint ({type(error).__name__}: {error})") from error
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(error).__name__}: {error})") from error
     if isinstance(loaded, dict) and loaded.get("format") == FORMAT:
         return loaded
     if isinstance(loaded, dict) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in loaded.items()):
         return {"model": loaded}
-    raise ValueError(f"{path}: neither an msrcnn_fast checkpoint nor a model state dict")
+    raise CheckpointError(f"{path}: neither an msrcnn_fast checkpoint nor a model state dict")
 
 
 def write_last_checkpoint(output_dir, name):

@@ -148,6 +148,17 @@ def test_resume_is_unaffected(finished, tmp_path, capsys):
     assert load_checkpoint(copy / "model_final.pth")["iteration"] == 3
 
 
+def test_resuming_from_a_corrupt_checkpoint_is_a_clear_error(finished, tmp_path, capsys):
+    config, _, files = finished
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name, data in files.items():
+        (copy / name).write_bytes(data[: len(data) // 2] if name == "model_final.pth" else data)
+    assert train(config, "--resume", f"output_dir={copy}", "solver.max_iter=3") == 2
+    err = capsys.readouterr().err
+    assert f"{copy / 'model_final.pth'}: not a loadable checkpoint" in err and "Traceback" not in err
+
+
 def test_resume_and_overwrite_exclude_each_other(finished, capsys):
     config, out, files = finished
     with pytest.raises(SystemExit) as exit_:

@@ -71,6 +71,27 @@ def load_checkpoint(path, map_location="cpu"):
     raise CheckpointError(f"{path}: neither an msrcnn_fast checkpoint nor a model state dict")
 
 
+def load_model_state(model, state, path):
+    """Loads the state dict `state` (read from `path`) into `model`; one written for another
+    architecture (another model config, or an older msrcnn_fast) is a CheckpointError naming the
+    file and what differs, not torch's RuntimeError."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or reshaped:
+        differences = [
+            f"{what} {names[:3]}" + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            for what, names in (("missing", missing), ("unexpected", unexpected), ("other shapes", reshaped))
+            if names
+        ]
+        raise CheckpointError(
+            f"{path}: does not fit the model of this config ({'; '.join(differences)}): it was written for another "
+            "model configuration or by another version of msrcnn_fast"
+        )
+    model.load_state_dict(state)
+
+
 def write_last_checkpoint(output_dir, name):
     atomic_write(os.path.join(output_dir, LAST_CHECKPOINT), lambda file: file.write(name.encode() + b"\n"))
 

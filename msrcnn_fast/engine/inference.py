@@ -6,7 +6,7 @@ import torch
 from tqdm import tqdm
 
 from msrcnn_fast.engine.build import build_dataset, build_model, build_test_loader, resolve_device
-from msrcnn_fast.engine.checkpoint import load_checkpoint
+from msrcnn_fast.engine.checkpoint import load_checkpoint, load_model_state
 from msrcnn_fast.engine.config import ConfigError
 from msrcnn_fast.evaluation import MaskScoringEvaluator, draw_detections, format_table, save_results, write_plots
 
@@ -26,7 +26,7 @@ def load_trained_model(cfg, checkpoint_path, *, device, categories=None, model_f
     if categories is None:
         raise ConfigError(f"{checkpoint_path}: holds no category list; give a dataset (data.val) to take it from")
     model = build_model(cfg, num_classes=len(categories) + 1, factory=model_factory)
-    model.load_state_dict(checkpoint["model"])
+    load_model_state(model, checkpoint["model"], checkpoint_path)
     return model.to(device).eval(), categories
 
 

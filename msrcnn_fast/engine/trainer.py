@@ -122,8 +122,15 @@ class Trainer:
             if name != ckpt.FINAL:
                 ckpt.remove_old_checkpoints(self.output_dir, self.cfg.solver.keep_checkpoints)
 
-    def load(self, checkpoint):
-        self.bare_model.load_state_dict(checkpoint["model"])
+    def load(self, checkpoint, path):
+        """Restores the state of `checkpoint`, read from `path`."""
+        try:
+            ckpt.load_model_state(self.bare_model, checkpoint["model"], path)
+        except ckpt.CheckpointError as error:
+            raise ckpt.CheckpointError(
+                f"{error}. Train into another output_dir, or start over in this one (train --overwrite, or remove "
+                "the folder)"
+            ) from None
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.lr_schedule.load_state_dict(checkpoint["lr_schedule"])
         self.grad_scaler.load_state_dict(checkpoint["grad_scaler"])
@@ -295,7 +302,7 @@ def build_trainer(cfg, *, info, device_type, resume=False, overwrite=False, mode
         progress=progress,
     )
     if loaded is not None:
-        trainer.load(loaded)
+        trainer.load(loaded, checkpoint)
         if info.is_main:
             print(f"resuming from {checkpoint} (iteration {trainer.iteration} of {max_iter})")
     if overwrite and existing:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from msrcnn_fast.engine.checkpoint import load_checkpoint
+from msrcnn_fast.evaluate import main as evaluate_main
 from msrcnn_fast.train import main as train_main
 from tests.engine.conftest import REPO, tiny_config
 
@@ -157,6 +158,23 @@ def test_resuming_from_a_corrupt_checkpoint_is_a_clear_error(finished, tmp_path,
     assert train(config, "--resume", f"output_dir={copy}", "solver.max_iter=3") == 2
     err = capsys.readouterr().err
     assert f"{copy / 'model_final.pth'}: not a loadable checkpoint" in err and "Traceback" not in err
+
+
+def test_a_checkpoint_of_another_model_is_a_clear_error(finished, tmp_path, capsys):
+    config, out, files = finished
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name, data in files.items():
+        (copy / name).write_bytes(data)
+    other_model = "model.box_fc_dim=16"
+    assert train(config, "--resume", f"output_dir={copy}", "solver.max_iter=3", other_model) == 2
+    err = capsys.readouterr().err
+    assert f"{copy / 'model_final.pth'}: does not fit the model of this config (other shapes [" in err, err
+    assert "--overwrite" in err and "Traceback" not in err
+    checkpoint = str(out / "model_final.pth")
+    argv = ["--config", config, "--checkpoint", checkpoint, "--out", str(tmp_path / "e"), other_model]
+    assert evaluate_main(argv) == 2
+    assert f"{checkpoint}: does not fit the model of this config" in capsys.readouterr().err
 
 
 def test_resume_and_overwrite_exclude_each_other(finished, capsys):

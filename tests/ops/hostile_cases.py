@@ -4,7 +4,12 @@ Each case is a named function: it calls one op with one hostile input and either
 an exception that names the offending argument (``raises``/``names``), or returns after
 checking the op's result against what the op's docstring documents (shape, dtype, values).
 tests/ops/test_hostile_inputs.py runs every case in its own process with a time limit
-(tests/ops/hostile_harness.py); ``python -m tests.ops.hostile_cases`` prints the matrix.
+(tests/ops/hostile_harness.py). The matrix, one line per case (optionally those whose key
+holds one of the words given), from the repository root:
+
+    python -c 'import sys; from tests.ops.hostile_cases import main; sys.exit(main())' [word ...]
+
+(not ``python -m``: the forkserver's children would run this module again as their main).
 
 Inputs are tiny and deterministic. CUDA is absent here: the device cases use the ``meta``
 device, alone (the ops' fake kernels give the output's shape) and mixed with CPU tensors (an
@@ -28,8 +33,6 @@ case = CASES.case
 NAN = float("nan")
 INF = float("inf")
 HUGE = 1e30
-SHAPE_ERRORS = (ValueError, RuntimeError)
-TYPE_ERRORS = (TypeError,)
 DEVICE_ERRORS = (ValueError, RuntimeError)
 
 
@@ -60,17 +63,18 @@ def expect_finite(t, what: str = "result") -> None:
     expect(bool(torch.isfinite(t).all()), f"{what} holds non-finite values")
 
 
-def expect_error(call, types, *names) -> None:
-    """For cases that accept an error as one of their documented outcomes."""
+def error_or_result(call, check, types, *names) -> None:
+    """For cases with two acceptable outcomes: an error of ``types`` naming ``names``, or a
+    result that passes ``check``."""
     from tests.ops.hostile_harness import names_argument
 
     try:
-        call()
+        result = call()
     except types as error:
         missing = [n for n in names if not names_argument(str(error), n)]
-        expect(not missing, f"the message does not name {missing}: {error}")
+        expect(not missing, f"the message does not name {', '.join(missing)}: {error}")
         return
-    raise Mismatch(f"returned instead of raising {types}")
+    check(result)
 
 
 def generator(seed: int) -> torch.Generator:
@@ -251,30 +255,21 @@ def _():
 
 
 def check_batch_index(batch_value, n=2):
-    """A batch index naming no image: that RoI pools zeros (as a non-finite coordinate does)
-    or the call raises naming rois; the other RoIs are unaffected."""
+    """A batch index naming no image: the call raises naming rois, or that RoI pools zeros
+    (as a non-finite coordinate does) and the others are unaffected."""
     x = feature_map(n=n)
     rois = rois_with([batch_value, 1.0, 1.0, 6.0, 6.0])
+    bad = 1
     if n == 0:
-        rois = rois[1:2]
+        rois, bad = rois[1:2], 0
 
-    def call():
-        out = ops.roi_align(x, rois, 7, 1.0, 2)
+    def check(out):
         expect_tensor(out, (len(rois), 3, 7, 7), torch.float32)
-        bad = 1 if n > 0 else 0
         expect_equal(out[bad], torch.zeros_like(out[bad]), "the RoI of no image")
         if n > 0:
             expect_equal(out[[0, 2]], ops.roi_align(x, rois[[0, 2]], 7, 1.0, 2), "the other RoIs", **ALONE)
-        raise _Pooled
 
-    try:
-        expect_error(call, ValueError, "rois")
-    except _Pooled:
-        pass
-
-
-class _Pooled(Exception):
-    pass
+    error_or_result(lambda: ops.roi_align(x, rois, 7, 1.0, 2), check, ValueError, "rois")
 
 
 case("roi_align", "batch_index_out_of_range")(lambda: check_batch_index(2.0))
@@ -308,17 +303,11 @@ case("roi_align", "int_box_list", raises=TypeError, names="rois")(
 
 @case("roi_align", "mixed_float_dtypes")
 def _():  # float64 rois with float32 input: an error naming rois, or the float32 result
-    x = feature_map()
-    rois = rois_with(GOOD_ROIS[0])
-
-    def call():
-        expect_equal(ops.roi_align(x, rois.double(), 7, 1.0, 2), ops.roi_align(x, rois, 7, 1.0, 2))
-        raise _Pooled
-
-    try:
-        expect_error(call, TypeError, "rois")
-    except _Pooled:
-        pass
+    x, rois = feature_map(), rois_with(GOOD_ROIS[0])
+    expected = ops.roi_align(x, rois, 7, 1.0, 2)
+    error_or_result(
+        lambda: ops.roi_align(x, rois.double(), 7, 1.0, 2), lambda out: expect_equal(out, expected), TypeError, "rois"
+    )
 
 
 case("roi_align", "wrong_rank_input", raises=ValueError, names="input")(
@@ -542,19 +531,14 @@ case("MultiScaleRoIAlign", "wrong_rank_features", raises=ValueError, names="feat
 
 
 @case("MultiScaleRoIAlign", "more_box_lists_than_images")
-def _():  # boxes of a third image on a batch of 2: pooled as zeros, or an error naming rois/boxes
+def _():  # boxes of a third image on a batch of 2: an error naming boxes, or pooled as zeros
     boxes = boxes_with(GOOD_BOXES[0]) + [torch.tensor([GOOD_BOXES[1]])]
 
-    def call():
-        out = multi_scale()(levels(), boxes, IMAGE_SHAPES)
+    def check(out):
         expect_tensor(out, (4, 3, 7, 7), torch.float32)
         expect_equal(out[3], torch.zeros_like(out[3]), "the box of no image")
-        raise _Pooled
 
-    try:
-        expect_error(call, ValueError, "boxes")
-    except _Pooled:
-        pass
+    error_or_result(lambda: multi_scale()(levels(), boxes, IMAGE_SHAPES), check, ValueError, "boxes")
 
 
 @case("MultiScaleRoIAlign", "meta_device")
@@ -1719,7 +1703,7 @@ def _():
 
 
 def main() -> int:
-    """Runs every case (or those whose key contains an argument) and prints the matrix."""
+    """Runs every case (or those whose key holds a word of sys.argv) and prints the matrix."""
     import time
 
     patterns = sys.argv[1:]
@@ -1733,7 +1717,3 @@ def main() -> int:
         print(f"{CASES[key].op:24s} {CASES[key].name:36s} {outcome.verdict:5s} {outcome.seconds:5.2f}s  {detail[:220]}")
     print(f"{len(keys)} cases, {failed} not ok, {time.monotonic() - start:.1f} s", file=sys.stderr)
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,7 +10,8 @@ def as_rois(boxes: Boxes, like: Tensor) -> Tensor:
     """Tensor[K, 5] (batch index, x1, y1, x2, y2) from either format.
 
     A list holds one Tensor[L, 4] per image; an empty list gives no RoIs. Shapes are checked
-    here so that the error names the argument the caller passed.
+    here so that the error names the argument the caller passed; so is (in eager mode) a list
+    with boxes for more images than ``like`` (the input, [N, C, H, W]) has.
     """
     if isinstance(boxes, Tensor):
         if boxes.dim() != 2 or boxes.size(1) != 5:
@@ -26,6 +27,14 @@ def as_rois(boxes: Boxes, like: Tensor) -> Tensor:
         if not isinstance(b, Tensor) or b.dim() != 2 or b.size(1) != 4:
             shape = tuple(b.shape) if isinstance(b, Tensor) else type(b).__name__
             raise ValueError(f"boxes[{i}]: expected a Tensor[L, 4], got {shape}")
+    if like.dim() == 4 and not torch.compiler.is_compiling():
+        batch = like.size(0)
+        for i in range(batch, len(boxes)):
+            if boxes[i].size(0) > 0:
+                raise ValueError(
+                    f"boxes: expected at most one list per image of the input ({batch}), got {len(boxes)} "
+                    f"with boxes in boxes[{i}]"
+                )
     ids = torch.cat([torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)], dim=0)
     return torch.cat([ids, torch.cat(list(boxes), dim=0)], dim=1)
 

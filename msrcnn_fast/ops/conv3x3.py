@@ -82,25 +82,33 @@ def _runs_winograd(input: Tensor, stride: int) -> bool:
     return input.device.type == "cpu" and input.dtype == torch.float32 and stride == 1
 
 
-def _check_args(input: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> None:
+def _check_args(input: Tensor, weight: Tensor, bias: Tensor | None, stride: int, *, dtypes: bool = True) -> None:
+    """Shapes, stride, devices and (with ``dtypes``) one floating dtype, with the argument named.
+
+    Every backend runs these, so that ATen's convolution (which also takes 5x5 weights, integer
+    tensors or stride 3) does not quietly compute something else than this op's contract.
+    Plain raises: torch.compile traces them (torch._check's message closures it cannot).
+    """
     name = "msrcnn::conv3x3_bias_relu"
-    torch._check(input.dim() == 4, lambda: f"{name}: expected input [N, Cin, H, W], got shape {tuple(input.shape)}")
-    torch._check(
-        weight.dim() == 4 and weight.shape[1:] == (input.shape[1], 3, 3),
-        lambda: f"{name}: expected weight [Cout, {input.shape[1]}, 3, 3], got shape {tuple(weight.shape)}",
-    )
-    torch._check(
-        bias is None or tuple(bias.shape) == (weight.shape[0],),
-        lambda: f"{name}: expected bias [{weight.shape[0]}], got shape {tuple(bias.shape)}",
-    )
-    torch._check(stride in (1, 2), lambda: f"{name}: expected stride 1 or 2, got {stride}")
-    torch._check(
-        input.dtype == weight.dtype and (bias is None or bias.dtype == weight.dtype),
-        lambda: (
-            f"{name}: input, weight and bias must share a dtype, got {input.dtype}, {weight.dtype}, "
-            f"{None if bias is None else bias.dtype}"
-        ),
-    )
+    if stride not in (1, 2):
+        raise ValueError(f"{name}: expected stride 1 or 2, got {stride}")
+    if input.dim() != 4:
+        raise ValueError(f"{name}: expected input [N, Cin, H, W], got shape {tuple(input.shape)}")
+    if weight.dim() != 4 or tuple(weight.shape[1:]) != (input.shape[1], 3, 3):
+        raise ValueError(f"{name}: expected weight [Cout, {input.shape[1]}, 3, 3], got shape {tuple(weight.shape)}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"{name}: expected bias [{weight.shape[0]}], got shape {tuple(bias.shape)}")
+    for other, other_name in ((weight, "weight"), (bias, "bias")):
+        if other is not None and other.device != input.device:
+            raise ValueError(
+                f"{name}: expected input and {other_name} on one device, got {input.device} and {other.device}"
+            )
+    if not input.dtype.is_floating_point:
+        raise TypeError(f"{name}: expected a floating-point input, got {input.dtype}")
+    if dtypes and weight.dtype != input.dtype:
+        raise TypeError(f"{name}: expected weight of the input's dtype {input.dtype}, got {weight.dtype}")
+    if dtypes and bias is not None and bias.dtype != input.dtype:
+        raise TypeError(f"{name}: expected bias of the input's dtype {input.dtype}, got {bias.dtype}")
 
 
 @triton_op("msrcnn::conv3x3_bias_relu", mutates_args=())
@@ -190,13 +198,25 @@ def conv3x3_bias_relu(
     Returns:
         Tensor[N, Cout, (H - 1) // stride + 1, (W - 1) // stride + 1]; channels-last from the
         Triton and Winograd paths, ATen's layout from ATen. Under autocast the Triton and
-        Winograd paths compute in the autocast dtype, as F.conv2d does.
+        Winograd paths compute in the autocast dtype, as F.conv2d does. Empty maps give an
+        empty output; Cin = 0 gives relu(bias). A NaN or infinite input value only affects the
+        outputs in its reach, those whose 3x3 window holds it (on the Winograd path at most the
+        rest of their 2x2 output tiles too): NaN there, infinite or (after the ReLU) zero; NaN
+        stays NaN through the ReLU, as torch.relu. The other outputs are as for finite inputs.
+
+    Raises:
+        ValueError: a stride other than 1 or 2, input not 4-d, weight not [Cout, Cin, 3, 3],
+            bias not [Cout], tensors on different devices (on every backend: ATen's
+            convolution would take a 5x5 weight or stride 3 and compute something else).
+        TypeError: a non-floating input, or weight or bias of another dtype (outside autocast).
     """
     resolved = resolve_backend(backend, input.device)
+    device_type = input.device.type
+    autocast = device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type)
+    _check_args(input, weight, bias, stride, dtypes=not autocast)  # under autocast, autocast casts them
     if resolved == "aten" or (resolved == "winograd" and stride != 1):
         return torch.relu_(F.conv2d(input, weight, bias, stride, 1))  # in place: conv2d's backward needs no output
-    device_type = input.device.type
-    if device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type):
+    if autocast:
         dtype = torch.get_autocast_dtype(device_type)
         input, weight = input.to(dtype), weight.to(dtype)
         bias = None if bias is None else bias.to(dtype)

@@ -44,7 +44,16 @@ def mask_pool_concat(
         gradient goes to the first in row-major order, as max_pool2d's; where it holds
         logits whose sigmoids are equal in floating point (|logit| > ~17 in float32), the
         composition with max_pool2d(sigmoid(...)) picks the first of those, this op the
-        largest logit: the value is the same and the gradient there is ~0 either way.
+        largest logit: the value is the same and the gradient there is ~0 either way. A NaN
+        logit makes its window NaN (max_pool2d propagates NaN); +-inf logits pool to 1 / 0;
+        NaN or infinite features pass through (concat) or multiply (multiply). No RoIs give an
+        empty output, roi_features with no channels the pooled masks alone (Table 4e).
+
+    Raises:
+        ValueError: a label outside [0, K), labels missing (K > 1) or not [N], shapes other
+            than those above (roi_features of zero spatial size, K = 0, M not a multiple of S,
+            N mismatched), an unknown mode, tensors on different devices.
+        TypeError: labels not int64, roi_features and mask_logits not of one floating dtype.
     """
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
@@ -73,14 +82,39 @@ def _output_channels(channels, classes, mode):
 
 @torch.library.register_fake("msrcnn::mask_pool_concat")
 def _mask_pool_concat_fake(roi_features, mask_logits, labels, mode):
-    torch._check(
+    # The C++ checks that need no values (csrc/ops/mask_pool_concat), with the same error
+    # types: the meta kernel runs where any argument is a meta tensor, also beside CPU ones.
+    op = "msrcnn::mask_pool_concat"
+    torch._check_value(
+        mask_logits.device == roi_features.device,
+        lambda: (
+            f"{op}: expected roi_features and mask_logits on the same device, got "
+            f"{roi_features.device} and {mask_logits.device}"
+        ),
+    )
+    torch._check_value(
         roi_features.dim() == 4 and mask_logits.dim() == 4,
         lambda: (
-            f"msrcnn::mask_pool_concat: expected 4-d roi_features and mask_logits, got "
+            f"{op}: expected 4-d roi_features and mask_logits, got "
             f"{tuple(roi_features.shape)} and {tuple(mask_logits.shape)}"
         ),
     )
+    torch._check_type(
+        roi_features.dtype.is_floating_point and roi_features.dtype == mask_logits.dtype,
+        lambda: (
+            f"{op}: expected roi_features and mask_logits of one floating dtype, got "
+            f"{roi_features.dtype} and {mask_logits.dtype}"
+        ),
+    )
     n, channels, height, width = roi_features.shape
+    if mode != "concat_all" and mask_logits.size(1) > 1:
+        torch._check_value(
+            labels is not None and labels.device == roi_features.device,
+            lambda: (
+                f"{op}: expected labels (Tensor[N] int64) on the device of mask_logits "
+                f"({mask_logits.device}), got {None if labels is None else labels.device}"
+            ),
+        )
     return roi_features.new_empty((n, _output_channels(channels, mask_logits.size(1), mode), height, width))
 
 

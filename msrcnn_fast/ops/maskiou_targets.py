@@ -14,6 +14,8 @@ maskiou_targets_math.h, ../shared/SEMANTICS.md "MaskIoU target"):
 * maskiou = max(overlap, 0) / max(pred + target / max(ratio, 1e-10) - overlap, 1).
 """
 
+import operator
+
 import torch
 from torch import Tensor
 
@@ -44,6 +46,17 @@ def maskiou_targets(
 
     Returns:
         (mask_targets Tensor[N, M, M], maskiou Tensor[N]), of the proposals' dtype, no gradient.
+        A proposal with a NaN or infinite coordinate gets a zero mask target and maskiou 0
+        (as roi_align pools it to zeros); a huge one, the average of its samples that land on
+        the image (bounded work: only those are visited). A NaN logit is background (the
+        prediction is logit > 0). An image without pixels (H or W = 0) gives zero targets.
+
+    Raises:
+        ValueError: a matched index outside [0, G) (naming matched_idxs[i][n]), proposals but
+            no ground-truth masks, shapes other than those above, resolution not positive or
+            not mask_logits' size, tensors on different devices.
+        TypeError: gt_masks not bool/uint8, proposals not float32/float64, matched_idxs not
+            int64, mask_logits not floating, arguments that are not lists (batched form).
     """
     return maskiou_targets_batched(
         [gt_masks],
@@ -72,12 +85,25 @@ def maskiou_targets_batched(
     size); mask_logits is the images' Tensor[N_i, M, M] concatenated (as the mask head
     outputs them) or their list. Returns the images' results concatenated in order.
     """
-    if not isinstance(gt_masks, (list, tuple)) or not isinstance(proposals, (list, tuple)):
-        raise TypeError("gt_masks, proposals: expected one tensor per image (a list)")
-    if isinstance(mask_logits, (list, tuple)):
-        mask_logits = torch.cat(list(mask_logits)) if len(mask_logits) > 0 else None
-    if mask_logits is None or len(gt_masks) == 0:
+    for name, value in (("gt_masks", gt_masks), ("proposals", proposals), ("matched_idxs", matched_idxs)):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{name}: expected a list of tensors, one per image, got {type(value).__name__}")
+    if len(gt_masks) == 0:
         raise ValueError("gt_masks: expected at least one image, got none")
+    if not isinstance(resolution, torch.SymInt):
+        try:
+            resolution = operator.index(resolution)
+        except TypeError:
+            raise TypeError(f"resolution: expected an int (the mask size M), got {resolution!r}") from None
+    if resolution <= 0:
+        raise ValueError(f"resolution: expected a positive int (the mask size M), got {resolution}")
+    if isinstance(mask_logits, (list, tuple)):
+        # No logits at all (images without proposals): an empty [0, M, M].
+        mask_logits = (
+            torch.cat(list(mask_logits))
+            if len(mask_logits) > 0
+            else torch.zeros((0, resolution, resolution), dtype=torch.float32, device=gt_masks[0].device)
+        )
     if mask_logits.dim() == 4 and mask_logits.size(1) == 1:
         mask_logits = mask_logits[:, 0]
     if mask_logits.dim() != 3 or mask_logits.shape[1:] != (resolution, resolution):
@@ -93,11 +119,30 @@ def maskiou_targets_batched(
 
 @torch.library.register_fake("msrcnn::maskiou_targets")
 def _maskiou_targets_fake(gt_masks, proposals, matched_idxs, mask_logits, aligned, binary_mask_targets):
-    torch._check(len(proposals) > 0, lambda: "msrcnn::maskiou_targets: expected at least one image, got none")
-    torch._check(
-        mask_logits.dim() == 3,
-        lambda: f"msrcnn::maskiou_targets: expected mask_logits [N, M, M], got {tuple(mask_logits.shape)}",
+    # The C++ checks that need no values (csrc/ops/maskiou_targets), with the same error types:
+    # the meta kernel runs where any argument is a meta tensor, also beside CPU ones.
+    op = "msrcnn::maskiou_targets"
+    torch._check_value(len(proposals) > 0, lambda: f"{op}: expected at least one image, got none")
+    torch._check_value(
+        len(gt_masks) == len(proposals) == len(matched_idxs),
+        lambda: (
+            f"{op}: expected one gt_masks, proposals and matched_idxs per image, got "
+            f"{len(gt_masks)}, {len(proposals)} and {len(matched_idxs)}"
+        ),
     )
+    torch._check_value(
+        mask_logits.dim() == 3,
+        lambda: f"{op}: expected mask_logits [N, M, M], got {tuple(mask_logits.shape)}",
+    )
+    for i, tensors in enumerate(zip(gt_masks, proposals, matched_idxs)):
+        for t, name in zip(tensors, ("gt_masks", "proposals", "matched_idxs")):
+            torch._check_value(
+                t.device == mask_logits.device,
+                lambda t=t, name=name, i=i: (
+                    f"{op}: expected mask_logits and {name} on the same device, got "
+                    f"{mask_logits.device} and {t.device} ({name}[{i}])"
+                ),
+            )
     return (
         proposals[0].new_empty(mask_logits.shape),
         proposals[0].new_empty((mask_logits.size(0),)),

@@ -9,13 +9,20 @@ Semantics shared by all four:
 - boxes are (x1, y1, x2, y2); float32, float64, float16 or bfloat16 boxes and scores
   (half types are computed in float32; outputs keep the scores' dtype);
 - IoU = intersection / union with areas (x2 - x1 + offset) * (y2 - y1 + offset); ``offset``
-  is 0 (default) or 1 for the legacy "+1" convention; IoU is 0 when the union is empty;
+  is 0 (default) or 1 for the legacy "+1" convention; IoU is 0 when the union is empty or not
+  finite: boxes whose areas overflow the compute type (coordinates beyond about +-1e19 in
+  float32) neither suppress nor decay other boxes (torchvision's nms keeps them too: a NaN
+  IoU suppresses nothing);
 - NaN or infinite coordinates or scores, boxes not [N, 4], scores or idxs not [N], idxs not
-  of an integer dtype, or tensors on different devices raise an error naming the argument.
+  of an integer dtype, or tensors on different devices raise an error naming the argument;
+  any integer is a category (negative ones included);
+- meta tensors raise a ValueError (the number of kept boxes depends on their values); under
+  FakeTensorMode (torch.compile, torch.export) that number is an unbacked SymInt.
 """
 
 import torch
 from torch import Tensor
+from torch._subclasses.fake_tensor import is_fake
 
 __all__ = ["batched_nms", "batched_soft_nms", "nms", "soft_nms"]
 
@@ -98,38 +105,76 @@ def batched_soft_nms(
     )
 
 
-def _check_fake(boxes, scores, idxs=None):
-    torch._check(boxes.dim() == 2 and boxes.size(1) == 4, lambda: f"expected boxes [N, 4], got {boxes.shape}")
-    torch._check(scores.dim() == 1 and scores.size(0) == boxes.size(0), lambda: "expected scores [N]")
+def _check_fake(op, boxes, scores, idxs=None):
+    # The C++ checks that need no values (csrc/ops/nms/nms_host.cpp), with the same error types:
+    # the meta kernel runs where any argument is a meta tensor, also beside CPU ones.
+    name = f"msrcnn::{op}"
+    for other, other_name in ((scores, "scores"), (idxs, "idxs")):
+        torch._check_value(
+            other is None or other.device == boxes.device,
+            lambda other=other, other_name=other_name: (
+                f"{name}: expected boxes and {other_name} on one device, got {boxes.device} and {other.device}"
+            ),
+        )
+    torch._check_value(
+        boxes.dim() == 2 and boxes.size(1) == 4,
+        lambda: f"{name}: expected boxes of shape [N, 4] (x1, y1, x2, y2), got shape {tuple(boxes.shape)}",
+    )
+    torch._check_value(scores.dim() == 1, lambda: f"{name}: expected scores of shape [N], got {tuple(scores.shape)}")
+    torch._check_value(
+        scores.size(0) == boxes.size(0),
+        lambda: f"{name}: expected one score per box, got {boxes.size(0)} boxes and {scores.size(0)} scores",
+    )
+    torch._check_type(
+        boxes.dtype.is_floating_point, lambda: f"{name}: expected floating-point boxes, got {boxes.dtype}"
+    )
+    torch._check_type(
+        scores.dtype.is_floating_point, lambda: f"{name}: expected floating-point scores, got {scores.dtype}"
+    )
     if idxs is not None:
-        torch._check(idxs.dim() == 1 and idxs.size(0) == boxes.size(0), lambda: "expected idxs [N]")
+        torch._check_value(
+            idxs.dim() == 1 and idxs.size(0) == boxes.size(0),
+            lambda: f"{name}: expected idxs of shape [{boxes.size(0)}] (one per box), got {tuple(idxs.shape)}",
+        )
+        torch._check_type(
+            not idxs.dtype.is_floating_point and not idxs.dtype.is_complex and idxs.dtype != torch.bool,
+            lambda: f"{name}: expected idxs of an integer dtype, got {idxs.dtype}",
+        )
 
 
-def _kept_fake(boxes, scores):
-    # The number of kept boxes depends on the data: an unbacked SymInt.
+def _kept_fake(op, boxes, scores):
+    # The number of kept boxes depends on the data: an unbacked SymInt under FakeTensorMode
+    # (torch.compile, torch.export). Plain meta tensors hold no data: no size to give.
+    torch._check_value(
+        is_fake(boxes),
+        lambda: (
+            f"msrcnn::{op}: boxes and scores are meta tensors: the number of kept boxes depends on their "
+            "values, which meta tensors do not hold (trace under FakeTensorMode, torch.compile or torch.export)"
+        ),
+    )
     kept = torch.library.get_ctx().new_dynamic_size()
     return boxes.new_empty((kept,), dtype=torch.int64), scores.new_empty((kept,))
 
 
 @torch.library.register_fake("msrcnn::nms")
 def _nms_fake(boxes, scores, iou_threshold, offset):
-    _check_fake(boxes, scores)
-    return _kept_fake(boxes, scores)[0]
+    _check_fake("nms", boxes, scores)
+    return _kept_fake("nms", boxes, scores)[0]
 
 
 @torch.library.register_fake("msrcnn::batched_nms")
 def _batched_nms_fake(boxes, scores, idxs, iou_threshold, offset):
-    _check_fake(boxes, scores, idxs)
-    return _kept_fake(boxes, scores)[0]
+    _check_fake("batched_nms", boxes, scores, idxs)
+    return _kept_fake("batched_nms", boxes, scores)[0]
 
 
 @torch.library.register_fake("msrcnn::soft_nms")
 def _soft_nms_fake(boxes, scores, iou_threshold, sigma, score_threshold, method, offset):
-    _check_fake(boxes, scores)
-    return _kept_fake(boxes, scores)
+    _check_fake("soft_nms", boxes, scores)
+    return _kept_fake("soft_nms", boxes, scores)
 
 
 @torch.library.register_fake("msrcnn::batched_soft_nms")
 def _batched_soft_nms_fake(boxes, scores, idxs, iou_threshold, sigma, score_threshold, method, offset):
-    _check_fake(boxes, scores, idxs)
-    return _kept_fake(boxes, scores)
+    _check_fake("batched_soft_nms", boxes, scores, idxs)
+    return _kept_fake("batched_soft_nms", boxes, scores)

@@ -45,7 +45,15 @@ def winograd_conv3x3(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
         relu: apply ReLU to the result.
 
     Returns:
-        Tensor[N, Cout, H, W], channels-last. Differentiable (input, weight and bias).
+        Tensor[N, Cout, H, W], channels-last. Differentiable (input, weight and bias). Empty
+        maps give an empty output; Cin = 0 gives relu?(bias). A NaN or infinite input value
+        only affects the outputs whose 3x3 window holds it (at most the rest of their 2x2
+        Winograd output tiles too): NaN there, infinite or (after the ReLU) zero; NaN stays NaN
+        through the ReLU, as torch.relu. The other outputs are as for finite inputs.
+
+    Raises:
+        ValueError: input not 4-d, weight not [Cout, Cin, 3, 3], bias not [Cout], tensors on
+            different devices. TypeError: a non-floating input, weight or bias of another dtype.
     """
     return torch.ops.msrcnn.winograd_conv3x3(input, weight, bias, relu)
 

@@ -255,19 +255,21 @@ def test_backend_resolution():
 
 
 @pytest.mark.parametrize(
-    "args,match",
+    "args,error,match",
     [
-        ((torch.zeros(2, 4, 5, 5), torch.zeros(8, 3, 3, 3), None, 1), r"expected weight \[Cout, 4, 3, 3\]"),
-        ((torch.zeros(2, 4, 5, 5), torch.zeros(8, 4, 1, 1), None, 1), r"expected weight"),
-        ((torch.zeros(4, 5, 5), torch.zeros(8, 4, 3, 3), None, 1), r"expected input \[N, Cin, H, W\]"),
-        ((torch.zeros(2, 4, 5, 5), torch.zeros(8, 4, 3, 3), torch.zeros(7), 1), r"expected bias \[8\]"),
-        ((torch.zeros(2, 4, 5, 5), torch.zeros(8, 4, 3, 3), None, 3), "expected stride 1 or 2, got 3"),
-        ((torch.zeros(2, 4, 5, 5).half(), torch.zeros(8, 4, 3, 3), None, 1), "must share a dtype"),
+        ((torch.zeros(2, 4, 5, 5), torch.zeros(8, 3, 3, 3), None, 1), ValueError, r"expected weight \[Cout, 4, 3, 3\]"),
+        ((torch.zeros(2, 4, 5, 5), torch.zeros(8, 4, 1, 1), None, 1), ValueError, r"expected weight"),
+        ((torch.zeros(4, 5, 5), torch.zeros(8, 4, 3, 3), None, 1), ValueError, r"expected input \[N, Cin, H, W\]"),
+        ((torch.zeros(2, 4, 5, 5), torch.zeros(8, 4, 3, 3), torch.zeros(7), 1), ValueError, r"expected bias \[8\]"),
+        ((torch.zeros(2, 4, 5, 5), torch.zeros(8, 4, 3, 3), None, 3), ValueError, "expected stride 1 or 2, got 3"),
+        ((torch.zeros(2, 4, 5, 5).half(), torch.zeros(8, 4, 3, 3), None, 1), TypeError, "weight of the input's dtype"),
     ],
 )
-def test_bad_input(args, match):
-    with pytest.raises(RuntimeError, match=match):
+def test_bad_input(args, error, match):
+    with pytest.raises(error, match=match):
         torch.ops.msrcnn.conv3x3_bias_relu(*args)
+    with pytest.raises(error, match=match):  # every backend checks the same
+        ops.conv3x3_bias_relu(*args[:3], stride=args[3], backend="aten")
 
 
 def test_autotune_configs_and_switch(monkeypatch):

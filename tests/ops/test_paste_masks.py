@@ -171,8 +171,8 @@ def test_torch_compile_fullgraph():
         (lambda m, b: ops.paste_masks(m.long(), b, (10, 10)), TypeError, "masks to be a floating-point"),
         (lambda m, b: ops.paste_masks(m, b[:2], (10, 10)), ValueError, r"boxes of shape \[3, 4\]"),
         (lambda m, b: ops.paste_masks(m, b.half(), (10, 10)), TypeError, "float32 or float64"),
-        (lambda m, b: ops.paste_masks(m, b, (-1, 10)), ValueError, "non-negative image size"),
-        (lambda m, b: ops.paste_masks(m, b, (10, 10), padding=-1), ValueError, "non-negative padding"),
+        (lambda m, b: ops.paste_masks(m, b, (-1, 10)), ValueError, "non-negative image_size"),
+        (lambda m, b: ops.paste_masks(m, b, (10, 10), padding=-1), ValueError, r"padding in \[0, 2\^40\]"),
     ],
 )
 def test_bad_input(call, error, match):
@@ -205,3 +205,18 @@ def test_cuda_matches_cpu(dtype):
     actual = ops.paste_masks(masks.cuda(), boxes.cuda(), (120, 160)).cpu()
     assert (actual != expected).sum() <= 1e-4 * expected.numel()  # threshold ties only
     torch.library.opcheck(torch.ops.msrcnn.paste_masks.default, (masks.cuda(), boxes.cuda(), 120, 160, 0.5, 1))
+
+
+def test_negative_threshold_counts_unpasted_pixels_as_probability_zero():
+    """paste_masks_in_image(...) > threshold: outside every box the probability is 0, so a
+    negative threshold makes it foreground there too (the CPU kernel and the CUDA body)."""
+    masks = make_masks(3)
+    boxes = torch.tensor([[1.0, 2.0, 9.0, 7.5], [float("nan"), 0.0, 4.0, 4.0], [-3.0, 5.0, 6.0, 14.0]])
+    for threshold in (-0.25, float("-inf")):
+        got = ops.paste_masks(masks, boxes, (12, 16), threshold)
+        assert got[1].all()
+        keep = [0, 2]
+        expected = ref.paste_masks(masks[keep], boxes[keep], (12, 16), threshold)
+        assert torch.equal(got[keep], expected)
+        by_element = torch.ops.msrcnn_testing.paste_masks_by_element(masks, boxes, 12, 16, threshold, 1)
+        assert torch.equal(got, by_element)

@@ -66,6 +66,9 @@ Geometry check_forward_args(
   check_floating(roi_features, op, "roi_features");
   TORCH_CHECK_VALUE(
       roi_features.dim() == 4, op, ": expected roi_features of shape [N, C, S, S], got shape ", roi_features.sizes());
+  TORCH_CHECK_VALUE(
+      roi_features.size(2) > 0 && roi_features.size(3) > 0, op,
+      ": expected roi_features of a non-empty spatial size [N, C, S, S], got shape ", roi_features.sizes());
   check_same_device(roi_features, "roi_features", mask_logits, "mask_logits", op);
   TORCH_CHECK_TYPE(
       roi_features.scalar_type() == mask_logits.scalar_type(), op,

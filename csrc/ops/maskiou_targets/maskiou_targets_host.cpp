@@ -54,8 +54,8 @@ std::vector<Image> check_args(
         matched.dim() == 1 && matched.size(0) == boxes.size(0), op, ": expected matched_idxs[", i, "] of shape [",
         boxes.size(0), "] (one per proposal), got shape ", matched.sizes());
     TORCH_CHECK_VALUE(
-        boxes.size(0) == 0 || masks.size(0) > 0, op, ": image ", i, " has ", boxes.size(0),
-        " proposals but no ground-truth masks to match them to");
+        boxes.size(0) == 0 || masks.size(0) > 0, op, ": expected ground-truth masks for the ", boxes.size(0),
+        " proposals of image ", i, ", got gt_masks[", i, "] of shape ", masks.sizes());
     check_same_device(mask_logits, "mask_logits", masks, "gt_masks", op);
     check_same_device(mask_logits, "mask_logits", boxes, "proposals", op);
     check_same_device(mask_logits, "mask_logits", matched, "matched_idxs", op);

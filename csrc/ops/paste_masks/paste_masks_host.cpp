@@ -1,6 +1,9 @@
 #include "ops/paste_masks/paste_masks_host.h"
 
 #include <c10/util/Exception.h>
+#include <c10/util/safe_numerics.h>
+
+#include <cmath>
 
 #include "common/checks.h"
 
@@ -19,9 +22,21 @@ void check_args(const at::Tensor& masks, const at::Tensor& boxes, const PastePar
       masks.size(0), ", 4] (x1, y1, x2, y2), one per mask, got shape ", boxes.sizes());
   check_same_device(masks, "masks", boxes, "boxes", op);
   TORCH_CHECK_VALUE(
-      params.height >= 0 && params.width >= 0, op, ": expected a non-negative image size, got (", params.height,
-      ", ", params.width, ")");
-  TORCH_CHECK_VALUE(params.padding >= 0, op, ": expected a non-negative padding, got ", params.padding);
+      params.height >= 0 && params.width >= 0, op, ": expected a non-negative image_size (height, width), got (",
+      params.height, ", ", params.width, ")");
+  int64_t pixels = 0;
+  int64_t elements = 0;
+  TORCH_CHECK_VALUE(
+      !c10::mul_overflows(params.height, params.width, &pixels) &&
+          !c10::mul_overflows(pixels, masks.size(0), &elements),
+      op, ": expected an image_size whose output [N, height, width] has fewer than 2^63 elements, got image_size (",
+      params.height, ", ", params.width, ") for ", masks.size(0), " masks");
+  // Beyond 2^40 the boxes are clamped anyway; the bound keeps M + 2 padding and the resize
+  // arithmetic within int64.
+  TORCH_CHECK_VALUE(
+      params.padding >= 0 && static_cast<double>(params.padding) <= kMaxCoordinate, op,
+      ": expected a padding in [0, 2^40], got ", params.padding);
+  TORCH_CHECK_VALUE(!std::isnan(params.threshold), op, ": expected a threshold that is a number, got nan");
 }
 
 }  // namespace msrcnn::paste_masks

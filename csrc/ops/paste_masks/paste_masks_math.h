@@ -15,7 +15,10 @@
 //     image pixel (y, x) takes resized value (y - y0, x - x0); the rest is 0.
 //  4. value (rounded to the mask dtype, as interpolate's output) > threshold.
 // Where torchvision fails (a box wholly outside the image makes its slices disagree), nothing
-// is pasted. NaN boxes paste nothing; coordinates beyond +-2^40 are clamped first.
+// is pasted. NaN boxes paste nothing. Coordinates are clamped to +-2^40 before the expansion
+// (so infinite ones paste as that), and the expanded box again before its truncation.
+// "Nothing pasted" is a probability of 0, like every pixel outside the pasted region: it is
+// foreground only for a negative threshold, as in `paste_masks_in_image(...) > threshold`.
 
 #include "common/exact_math.h"
 #include "common/macros.h"
@@ -40,10 +43,14 @@ struct PasteBox {
 };
 
 template <typename T>
-HOST_DEVICE_INLINE int64_t truncate_coordinate(T v) {
+HOST_DEVICE_INLINE T clamp_coordinate(T v) {
   const T limit = static_cast<T>(kMaxCoordinate);
-  v = v > limit ? limit : (v < -limit ? -limit : v);
-  return static_cast<int64_t>(v);  // towards zero, as Tensor.to(torch.int64)
+  return v > limit ? limit : (v < -limit ? -limit : v);
+}
+
+template <typename T>
+HOST_DEVICE_INLINE int64_t truncate_coordinate(T v) {
+  return static_cast<int64_t>(clamp_coordinate(v));  // towards zero, as Tensor.to(torch.int64)
 }
 
 // torchvision's expand_boxes, expand_masks and paste_mask_in_image geometry for one box.
@@ -53,13 +60,18 @@ HOST_DEVICE_INLINE PasteBox paste_box(const T* box, int64_t mask_size, int64_t p
   if (!(box[0] == box[0] && box[1] == box[1] && box[2] == box[2] && box[3] == box[3])) {
     return p;
   }
+  // Finite from here on (inf - inf would be NaN); the identity within +-2^40.
+  const T bx1 = clamp_coordinate(box[0]);
+  const T by1 = clamp_coordinate(box[1]);
+  const T bx2 = clamp_coordinate(box[2]);
+  const T by2 = clamp_coordinate(box[3]);
   // float(M + 2 padding) / M in Python (double), applied in the boxes' dtype.
   const T scale = static_cast<T>(static_cast<double>(mask_size + 2 * padding) / static_cast<double>(mask_size));
   const T half = static_cast<T>(0.5);
-  const T w_half = mul_rn(mul_rn(sub_rn(box[2], box[0]), half), scale);
-  const T h_half = mul_rn(mul_rn(sub_rn(box[3], box[1]), half), scale);
-  const T x_c = mul_rn(add_rn(box[2], box[0]), half);
-  const T y_c = mul_rn(add_rn(box[3], box[1]), half);
+  const T w_half = mul_rn(mul_rn(sub_rn(bx2, bx1), half), scale);
+  const T h_half = mul_rn(mul_rn(sub_rn(by2, by1), half), scale);
+  const T x_c = mul_rn(add_rn(bx2, bx1), half);
+  const T y_c = mul_rn(add_rn(by2, by1), half);
   p.x0 = truncate_coordinate(sub_rn(x_c, w_half));
   p.y0 = truncate_coordinate(sub_rn(y_c, h_half));
   const int64_t x1 = truncate_coordinate(add_rn(x_c, w_half));
@@ -153,7 +165,7 @@ HOST_DEVICE_INLINE bool paste_element(int64_t index, const Args<scalar_t, T, box
   const int64_t n = index / a.width / a.height;
   const PasteBox p = paste_box(a.boxes + n * 4, a.mask_size, a.padding, a.height, a.width);
   if (y < p.row_begin || y >= p.row_end || x < p.col_begin || x >= p.col_end) {
-    return false;
+    return above<scalar_t, T>(static_cast<T>(0), a.threshold);  // nothing pasted here: probability 0
   }
   const int64_t padded = a.mask_size + 2 * a.padding;
   const ResizeTap<T> ty = resize_tap<scalar_t, T>(y - p.y0, padded, p.height);

@@ -112,7 +112,8 @@ struct AxisWeights {
     for (int64_t b = 0; b < bins; ++b) {
       int64_t lo = std::numeric_limits<int64_t>::max();
       int64_t hi = -1;
-      for (int i = 0; i < grid; ++i) {
+      const SampleRange on_axis = samples_on_axis(start, b, bin_size, grid, size);
+      for (int i = on_axis.begin; i < on_axis.end; ++i) {
         const AxisTap<T> tap = axis_tap(roi_align::sample_coord(start, b, bin_size, i, grid), size);
         if (tap.valid) {
           lo = std::min(lo, tap.low);
@@ -127,7 +128,7 @@ struct AxisWeights {
       end[b] = hi + 1;
       weights.resize(weights.size() + (hi + 1 - lo), static_cast<T>(0));
       T* w = weights.data() + offset[b] - lo;
-      for (int i = 0; i < grid; ++i) {
+      for (int i = on_axis.begin; i < on_axis.end; ++i) {
         const AxisTap<T> tap = axis_tap(roi_align::sample_coord(start, b, bin_size, i, grid), size);
         if (tap.valid) {
           w[tap.low] += tap.weight_low;
@@ -161,8 +162,7 @@ void mask_target_roi(const ImageArgs<T, logit_t>& a, int64_t n, const GtTable& g
   T* out = a.mask_targets + n * out_h * out_w;
   std::fill(out, out + out_h * out_w, static_cast<T>(0));
   const RoIBins<T> bins = proposal_bins(a.proposals + n * 4, a.pool);
-  const int count = bins.grid_h * bins.grid_w;
-  if (gt.rows == 0 || count <= 0) {
+  if (gt.rows == 0 || bins.grid_h <= 0 || bins.grid_w <= 0) {
     return;
   }
   s.rows.build(bins.start_h, bins.bin_h, bins.grid_h, out_h, a.height);
@@ -181,7 +181,7 @@ void mask_target_roi(const ImageArgs<T, logit_t>& a, int64_t n, const GtTable& g
   }
   const int64_t span = col_hi - col_lo;
   s.partial.resize(span);
-  const T divisor = static_cast<T>(count > 1 ? count : 1);
+  const T divisor = sample_count<T>(bins.grid_h, bins.grid_w);
   const uint8_t* plane = a.masks + a.matched[n] * a.height * a.width;
   for (int64_t ph = 0; ph < out_h; ++ph) {
     const int64_t row_lo = std::max(s.rows.begin[ph], gt.row0);

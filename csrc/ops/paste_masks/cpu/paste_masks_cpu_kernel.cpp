@@ -25,31 +25,40 @@ void paste_one(const scalar_t* mask, const PasteBox& p, int64_t mask_size, const
                std::vector<T>& columns, uint8_t* out) {
   const int64_t height = params.height;
   const int64_t width = params.width;
+  // Pixels where nothing is pasted hold probability 0: background unless the threshold is negative.
+  const int background = above<scalar_t, T>(static_cast<T>(0), threshold) ? 1 : 0;
   if (p.row_end <= p.row_begin || p.col_end <= p.col_begin) {
-    std::memset(out, 0, height * width);
+    std::memset(out, background, height * width);
     return;
   }
-  std::memset(out, 0, p.row_begin * width);
-  std::memset(out + p.row_end * width, 0, (height - p.row_end) * width);
-  const int64_t padded = mask_size + 2 * params.padding;
+  std::memset(out, background, p.row_begin * width);
+  std::memset(out + p.row_end * width, background, (height - p.row_end) * width);
   const int64_t span = p.col_end - p.col_begin;
-  // columns[i * span + (x - col_begin)]: padded-mask row i interpolated at image column x.
-  columns.assign(padded * span, static_cast<T>(0));
+  // columns[r * span + (x - col_begin)]: mask row r (padded row padding + r) interpolated at
+  // image column x; row mask_size is zeros, the padding rows (however many: memory stays
+  // O(M x span) for any padding).
+  columns.assign((mask_size + 1) * span, static_cast<T>(0));
   for (int64_t x = p.col_begin; x < p.col_end; ++x) {
-    const ResizeTap<T> tx = resize_tap<scalar_t, T>(x - p.x0, padded, p.width);
-    for (int64_t i = params.padding; i < params.padding + mask_size; ++i) {
-      columns[i * span + x - p.col_begin] =
+    const ResizeTap<T> tx = resize_tap<scalar_t, T>(x - p.x0, mask_size + 2 * params.padding, p.width);
+    for (int64_t r = 0; r < mask_size; ++r) {
+      const int64_t i = r + params.padding;
+      columns[r * span + x - p.col_begin] =
           padded_value<scalar_t, T>(mask, mask_size, params.padding, i, tx.index0) * tx.weight0 +
           padded_value<scalar_t, T>(mask, mask_size, params.padding, i, tx.index1) * tx.weight1;
     }
   }
+  const auto padded_row = [&](int64_t i) {
+    const int64_t r = i - params.padding;
+    return columns.data() + (r >= 0 && r < mask_size ? r : mask_size) * span;
+  };
+  const int64_t padded = mask_size + 2 * params.padding;
   for (int64_t y = p.row_begin; y < p.row_end; ++y) {
     uint8_t* row = out + y * width;
-    std::memset(row, 0, p.col_begin);
-    std::memset(row + p.col_end, 0, width - p.col_end);
+    std::memset(row, background, p.col_begin);
+    std::memset(row + p.col_end, background, width - p.col_end);
     const ResizeTap<T> ty = resize_tap<scalar_t, T>(y - p.y0, padded, p.height);
-    const T* top = columns.data() + ty.index0 * span;
-    const T* bottom = columns.data() + ty.index1 * span;
+    const T* top = padded_row(ty.index0);
+    const T* bottom = padded_row(ty.index1);
     uint8_t* pasted = row + p.col_begin;
     for (int64_t c = 0; c < span; ++c) {
       pasted[c] = above<scalar_t, T>(top[c] * ty.weight0 + bottom[c] * ty.weight1, threshold);

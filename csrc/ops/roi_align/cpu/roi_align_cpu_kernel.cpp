@@ -40,25 +40,34 @@ inline Vectorized<T> load_as(const scalar_t* data) {
   }
 }
 
-// The bilinear taps of every bin of one RoI on its level, computed once per RoI.
+// The bilinear taps of every bin of one RoI on its level, computed once per RoI. Only the
+// samples on the map are visited (samples_on_axis), so a huge box costs about what a box
+// the size of the map does.
 template <typename T>
 struct RoITaps {
   std::vector<Tap<T>> taps;
-  std::vector<int64_t> bin_begin;  // taps of bin b: [bin_begin[b], bin_begin[b + 1])
-  int count = 0;                   // samples per bin (grid_h * grid_w)
+  std::vector<int64_t> bin_begin;    // taps of bin b: [bin_begin[b], bin_begin[b + 1])
+  std::vector<SampleRange> columns;  // the samples to visit in each bin column (pw)
+  T divisor = 1;                     // of each bin's sum: grid_h * grid_w, at least 1
 
   void build(const T* roi, int level, const LevelTable<T>& lv, const PoolParams& pool) {
     const RoIBins<T> bins = roi_bins(roi, lv.scale[level], pool);
-    count = bins.grid_h * bins.grid_w;
+    divisor = bin_divisor(bins);
     bin_begin.resize(pool.pooled_height * pool.pooled_width + 1);
+    columns.resize(pool.pooled_width);
+    for (int64_t pw = 0; pw < pool.pooled_width; ++pw) {
+      columns[pw] = samples_on_axis(bins.start_w, pw, bins.bin_w, bins.grid_w, lv.width[level]);
+    }
     taps.clear();
     int64_t bin = 0;
     for (int64_t ph = 0; ph < pool.pooled_height; ++ph) {
+      const SampleRange ys = samples_on_axis(bins.start_h, ph, bins.bin_h, bins.grid_h, lv.height[level]);
       for (int64_t pw = 0; pw < pool.pooled_width; ++pw, ++bin) {
         bin_begin[bin] = static_cast<int64_t>(taps.size());
-        for (int iy = 0; iy < bins.grid_h; ++iy) {
+        const SampleRange xs = columns[pw];
+        for (int iy = ys.begin; iy < ys.end; ++iy) {
           const T y = sample_coord(bins.start_h, ph, bins.bin_h, iy, bins.grid_h);
-          for (int ix = 0; ix < bins.grid_w; ++ix) {
+          for (int ix = xs.begin; ix < xs.end; ++ix) {
             const T x = sample_coord(bins.start_w, pw, bins.bin_w, ix, bins.grid_w);
             Tap<T> tap;
             if (bilinear_tap(y, x, lv.height[level], lv.width[level], lv.stride_h[level], lv.stride_w[level], tap)) {
@@ -76,7 +85,7 @@ struct RoITaps {
 template <typename scalar_t, typename T>
 void forward_roi_nchw(const RoITaps<T>& rt, const scalar_t* base, const LevelTable<T>& lv, int level,
                       int64_t num_bins, scalar_t* out_k) {
-  const T divisor = static_cast<T>(std::max(rt.count, 1));
+  const T divisor = rt.divisor;
   for (int64_t c = 0; c < lv.channels; ++c) {
     const scalar_t* plane = base + c * lv.stride_c[level];
     scalar_t* out_c = out_k + c * num_bins;
@@ -121,7 +130,7 @@ void forward_roi_nhwc(const RoITaps<T>& rt, const scalar_t* base, const LevelTab
   constexpr int64_t V = Vec::size();
   constexpr int kBlock = 4;
   const int64_t C = lv.channels;
-  const T divisor = static_cast<T>(std::max(rt.count, 1));
+  const T divisor = rt.divisor;
   const Vec vdivisor(divisor);
   alignas(64) T lanes[kBlock * V];
   for (int64_t b = 0; b < num_bins; ++b) {
@@ -227,13 +236,13 @@ RoIGroups group_rois(const T* rois, int64_t num_rois, const LevelTable<T>& lv) {
 template <typename grad_t, typename T>
 void backward_roi_nchw(const RoITaps<T>& rt, const grad_t* grad_k, const int64_t* gs, T* base,
                        const LevelTable<T>& lv, int level, const PoolParams& pool, int64_t c_begin, int64_t c_end) {
-  const T count = static_cast<T>(rt.count);
+  const T divisor = rt.divisor;
   for (int64_t c = c_begin; c < c_end; ++c) {
     T* plane = base + c * lv.stride_c[level];
     int64_t b = 0;
     for (int64_t ph = 0; ph < pool.pooled_height; ++ph) {
       for (int64_t pw = 0; pw < pool.pooled_width; ++pw, ++b) {
-        const T g = static_cast<T>(grad_k[c * gs[1] + ph * gs[2] + pw * gs[3]]) / count;
+        const T g = static_cast<T>(grad_k[c * gs[1] + ph * gs[2] + pw * gs[3]]) / divisor;
         for (int64_t t = rt.bin_begin[b]; t < rt.bin_begin[b + 1]; ++t) {
           const Tap<T>& tap = rt.taps[t];
           for (int corner = 0; corner < 4; ++corner) {
@@ -251,13 +260,13 @@ void backward_roi_nhwc(const RoITaps<T>& rt, const grad_t* grad_k, const int64_t
                        const PoolParams& pool, int64_t c_begin, int64_t c_end, T* g_lanes) {
   using Vec = Vectorized<T>;
   constexpr int64_t V = Vec::size();
-  const T count = static_cast<T>(rt.count);
+  const T divisor = rt.divisor;
   const int64_t width = c_end - c_begin;
   int64_t b = 0;
   for (int64_t ph = 0; ph < pool.pooled_height; ++ph) {
     for (int64_t pw = 0; pw < pool.pooled_width; ++pw, ++b) {
       for (int64_t j = 0; j < width; ++j) {
-        g_lanes[j] = static_cast<T>(grad_k[(c_begin + j) * gs[1] + ph * gs[2] + pw * gs[3]]) / count;
+        g_lanes[j] = static_cast<T>(grad_k[(c_begin + j) * gs[1] + ph * gs[2] + pw * gs[3]]) / divisor;
       }
       for (int64_t t = rt.bin_begin[b]; t < rt.bin_begin[b + 1]; ++t) {
         const Tap<T>& tap = rt.taps[t];
@@ -316,8 +325,8 @@ void backward_impl(const BackwardArgs<grad_t, T>& args, int64_t num_rois) {
       for (int64_t i = groups.begin[group]; i < groups.begin[group + 1]; ++i) {
         const int64_t k = groups.order[i];
         rt.build(args.rois + k * 5, level, lv, args.pool);
-        if (rt.count <= 0) {
-          continue;
+        if (rt.taps.empty()) {
+          continue;  // wholly off the map (or an empty grid): no gradient
         }
         const grad_t* grad_k = args.grad_output + k * args.grad_stride[0];
         if (is_nhwc(lv, level)) {

@@ -23,7 +23,7 @@ def check_int_args(output_size: tuple[int, int], sampling_ratio: int) -> None:
     """Raises ValueError for ints the ops' int64 arguments cannot carry (the kernels check the rest)."""
     if any(isinstance(v, int) and not _INT64_MIN <= v <= _INT64_MAX for v in output_size):
         raise ValueError(f"output_size: {tuple(output_size)} is too large: sizes must fit int64")
-    if isinstance(sampling_ratio, int) and not _INT64_MIN <= sampling_ratio <= MAX_SAMPLING_RATIO:
+    if isinstance(sampling_ratio, int) and not _INT64_MIN <= sampling_ratio <= _INT64_MAX:
         raise ValueError(
             f"sampling_ratio: expected an int in [1, {MAX_SAMPLING_RATIO}] (samples per bin side), or <= 0 "
             f"for an adaptive grid, got {sampling_ratio}"

@@ -25,8 +25,11 @@ def random_rois(num, batch, height, width, generator, **kwargs):
     return torch.cat([ids, random_boxes(num, height, width, generator, **kwargs)], dim=1)
 
 
-# Edge cases: wholly outside, zero-size, inverted, a point, the whole image, huge.
+# Edge cases: wholly outside, zero-size, inverted (also across the borders: aligned with a
+# fixed grid, sample coordinates fall along the bin), a point, the whole image, huge.
 EDGE_BOXES = [
+    [70.0, 60.0, -10.0, -8.0],
+    [40.0, 56.0, 30.0, -9.0],
     [-50.0, -50.0, -10.0, -10.0],
     [500.0, 500.0, 600.0, 650.0],
     [10.0, 10.0, 10.0, 10.0],
@@ -273,6 +276,20 @@ def check_huge_box_results(cases, results, expected_fn, torchvision_fn):
                 torch.testing.assert_close(out, expected, atol=1e-11, rtol=0, msg=where)
                 for grad, expected_grad in zip(grads, expected_grads):
                     torch.testing.assert_close(grad, expected_grad, atol=1e-11, rtol=0, msg=where)
+
+
+def outcomes(calls):
+    """For run_in_child: ("ok", output shape) or (exception type, message) of each
+    (op name in msrcnn_fast.ops, args, kwargs)."""
+    from msrcnn_fast import ops
+
+    results = []
+    for name, args, kwargs in calls:
+        try:
+            results.append(("ok", tuple(getattr(ops, name)(*args, **kwargs).shape)))
+        except Exception as e:  # noqa: BLE001 - the test looks at which one
+            results.append((type(e).__name__, str(e)))
+    return results
 
 
 def _child_main(connection, fn, args):

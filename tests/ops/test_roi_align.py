@@ -22,6 +22,7 @@ from tests.ops.roi_data import (
     boxes_far_larger_than,
     check_huge_box_results,
     huge_box_cases,
+    outcomes,
     pool_with_every_engine,
     random_rois,
     roi_align_on_map,
@@ -457,6 +458,20 @@ def test_sampling_ratio_bound():
             call()
     with pytest.raises(ValueError, match=r"output_size \(4294967296, 4294967296\) is too large"):
         torch.ops.msrcnn._roi_align_backward(grad, rois, 1.0, 2**32, 2**32, 1, 1, 6, 6, 2, False, False)
+
+
+def test_output_too_large_to_allocate_fails_at_once():
+    """An output_size whose output fits int64 but not memory is a ValueError before any work
+    proportional to the bins (the NHWC choice looks at every bin row and column): in a child
+    process, so that a slow failure fails the test."""
+    x = make_input(batch=1, channels=1, height=6, width=6)
+    rois = torch.tensor([[0.0, 1.0, 1.0, 4.0, 5.0]])
+    calls = [
+        ("roi_align", (x, rois, (2**40, 2**20)), {}),
+        ("multi_level_roi_align", ([x, x[:, :, :3, :3]], rois, (2**20, 2**40), [1.0, 0.5]), {}),
+    ]
+    for error, message in run_in_child(outcomes, calls, timeout=60):
+        assert error == "ValueError" and "could not be allocated" in message, (error, message)
 
 
 @given(

@@ -155,6 +155,12 @@ at::Tensor forward_cpu(at::TensorList features, const at::Tensor& rois, const Ro
   check_device_type(features[0], c10::DeviceType::CPU, op, "input");
   const at::Tensor rois_acc = rois.to(accumulate_type(features[0].scalar_type())).contiguous();
   check_batch_indices(rois_acc, features[0].size(0), op);
+  // First the output: it is at least as large as the work below (levels_worth_nhwc looks at
+  // every bin row and column of every RoI), so a huge output_size fails here at once.
+  at::Tensor output = allocate_output(features, rois, params.pool, op);
+  if (output.numel() == 0) {
+    return output;
+  }
   // The element-by-element engine reads the maps as given (it mirrors the CUDA kernels). The
   // vectorised kernels read any strides, NHWC loops where channels are contiguous.
   std::vector<at::Tensor> maps(features.begin(), features.end());
@@ -166,10 +172,6 @@ at::Tensor forward_cpu(at::TensorList features, const at::Tensor& rois, const Ro
         maps[i] = to_layout(maps[i], at::MemoryFormat::ChannelsLast);
       }
     }
-  }
-  at::Tensor output = allocate_output(features, rois, params.pool, op);
-  if (output.numel() == 0) {
-    return output;
   }
   if (engine == Engine::ByElement) {
     forward_by_element(maps, rois_acc, params, output);

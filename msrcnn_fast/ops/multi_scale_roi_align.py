@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from msrcnn_fast.ops._rois import Boxes, as_rois, is_channels_last, pair
+from msrcnn_fast.ops.roi_align import check_int_args
 
 __all__ = ["MultiScaleRoIAlign", "multi_level_roi_align"]
 
@@ -33,7 +34,8 @@ def multi_level_roi_align(
         boxes: Tensor[K, 5] of (batch index, x1, y1, x2, y2) or a list of Tensor[L, 4].
         output_size: (height, width) of each pooled region, or one int.
         spatial_scales: one scale per map (feature-map size / image size).
-        sampling_ratio, aligned: as in :func:`msrcnn_fast.ops.roi_align`.
+        sampling_ratio, aligned: as in :func:`msrcnn_fast.ops.roi_align` (a fixed
+            sampling_ratio is at most ``MAX_SAMPLING_RATIO``, 1024; <= 0 is adaptive).
         canonical_scale, canonical_level: a box of sqrt(area) = canonical_scale maps to FPN
             level canonical_level. A box maps to floor(canonical_level + log2(sqrt(area) /
             canonical_scale) + 1e-6), clamped to the levels of the first and last map
@@ -41,12 +43,15 @@ def multi_level_roi_align(
 
     Returns:
         Tensor[K, C, output_size[0], output_size[1]]. A RoI with a NaN or infinite coordinate
-        pools to zeros and gets no gradient; the others are unaffected.
+        pools to zeros and gets no gradient; the others are unaffected. As in
+        :func:`msrcnn_fast.ops.roi_align`, only the samples on the map are visited: a box far
+        larger than its map (1e9 or 1e30 pixels) finishes at once and pools to ~0.
     """
     if len(features) == 0:
         raise ValueError("features: expected at least one feature map, got none")
     rois = as_rois(boxes, like=features[0])
     pooled_height, pooled_width = pair(output_size)
+    check_int_args((pooled_height, pooled_width), sampling_ratio)
     return torch.ops.msrcnn.multi_level_roi_align(
         list(features),
         rois,
@@ -71,7 +76,8 @@ class MultiScaleRoIAlign(nn.Module):
     Args:
         featmap_names: names of the feature maps (keys of the input dict) to pool from.
         output_size: output size of each pooled region.
-        sampling_ratio: sampling ratio of the RoIAlign.
+        sampling_ratio: sampling ratio of the RoIAlign: samples per bin side, at most 1024, or
+            <= 0 for an adaptive grid (as :func:`msrcnn_fast.ops.roi_align`).
         canonical_scale, canonical_level: see :func:`multi_level_roi_align`.
 
     As torchvision's, the scales are inferred on the first call from the feature-map and

@@ -11,7 +11,23 @@ from torch import Tensor, nn
 
 from msrcnn_fast.ops._rois import Boxes, as_rois, is_channels_last, pair
 
-__all__ = ["RoIAlign", "roi_align"]
+__all__ = ["MAX_SAMPLING_RATIO", "RoIAlign", "roi_align"]
+
+# The largest fixed sampling_ratio (samples per bin side; a bin on the map visits its square):
+# kMaxSamplingRatio in csrc/ops/roi_align/roi_align_math.h, checked there for every caller.
+MAX_SAMPLING_RATIO = 1024
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def check_int_args(output_size: tuple[int, int], sampling_ratio: int) -> None:
+    """Raises ValueError for ints the ops' int64 arguments cannot carry (the kernels check the rest)."""
+    if any(isinstance(v, int) and not _INT64_MIN <= v <= _INT64_MAX for v in output_size):
+        raise ValueError(f"output_size: {tuple(output_size)} is too large: sizes must fit int64")
+    if isinstance(sampling_ratio, int) and not _INT64_MIN <= sampling_ratio <= _INT64_MAX:
+        raise ValueError(
+            f"sampling_ratio: expected an int in [1, {MAX_SAMPLING_RATIO}] (samples per bin side), or <= 0 "
+            f"for an adaptive grid, got {sampling_ratio}"
+        )
 
 
 def roi_align(
@@ -28,18 +44,30 @@ def roi_align(
         input: Tensor[N, C, H, W] (float32/64, float16 or bfloat16; NCHW or channels-last).
         boxes: Tensor[K, 5] of (batch index, x1, y1, x2, y2), or a list of Tensor[L, 4], one
             per image, of (x1, y1, x2, y2), in image coordinates.
-        output_size: (height, width) of each pooled region, or one int for both.
+        output_size: (height, width) of each pooled region, or one int for both; positive. An
+            output too large to allocate (or to count in int64) is a ValueError.
         spatial_scale: feature-map size / image size (e.g. 1/16).
-        sampling_ratio: samples per bin side; <= 0 means ceil(RoI size / output size).
+        sampling_ratio: samples per bin side, at most ``MAX_SAMPLING_RATIO`` (1024: its square
+            is the work per bin); <= 0 means ceil(RoI size / output size) (adaptive).
         aligned: shift box coordinates by -0.5 pixel (pixel-model alignment).
 
     Returns:
         Tensor[K, C, output_size[0], output_size[1]], contiguous, of input's dtype. A RoI with a
         NaN or infinite coordinate pools to zeros and gets no gradient; the others are unaffected
         (torchvision's CPU kernel crashes on NaN coordinates).
+
+    Each bin averages its whole grid of samples, as torchvision, but only the samples that
+    land on the map (within [-1, size] on both axes; the others add zero) are visited, so the
+    work per bin is bounded by the map's size whatever the box: a box far larger than the
+    map (a diverged prediction: 1e9 or 1e30 pixels) finishes at once and pools to ~0: the
+    map's values times the fraction of the grid on the map (5e-13 for a 1e9-pixel box at
+    output size 7 on a 100 x 100 map), with gradients as small. Wherever torchvision's kernel
+    finishes the result is its result; an adaptive grid side beyond 2^31 - 1 samples (where
+    torchvision's int overflows) is clamped to 2^31 - 1.
     """
     rois = as_rois(boxes, like=input)
     pooled_height, pooled_width = pair(output_size)
+    check_int_args((pooled_height, pooled_width), sampling_ratio)
     return torch.ops.msrcnn.roi_align(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
 
 

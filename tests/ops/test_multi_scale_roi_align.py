@@ -12,7 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from msrcnn_fast import ops
-from tests.ops.roi_data import random_boxes
+from tests.ops.roi_data import (
+    boxes_far_larger_than,
+    check_huge_box_results,
+    huge_box_cases,
+    pool_with_every_engine,
+    random_boxes,
+    roi_align_on_map,
+    run_in_child,
+    to_payload,
+)
 
 ATOL32 = 1e-4
 IMAGE = (96, 128)  # (height, width) of the largest image
@@ -246,6 +255,9 @@ def test_torch_compile_fullgraph():
     torch.testing.assert_close(compiled(*args), pooled(*args))
 
 
+SAMPLING_RATIO_1025 = r"sampling_ratio.* \[1, 1024\] .*got 1025"
+
+
 @pytest.mark.parametrize(
     "call,match",
     [
@@ -255,6 +267,13 @@ def test_torch_compile_fullgraph():
         (lambda x, b: ops.multi_level_roi_align([x[0]] * 9, b, 7, [0.25] * 9), "1 to 8 feature maps"),
         (lambda x, b: ops.MultiScaleRoIAlign(["nope"], 7, 2)({"p2": x[0]}, b, [IMAGE]), "none of the feature maps"),
         (lambda x, b: ops.MultiScaleRoIAlign(["p2"], 7, 2)({"p2": x[0]}, b, []), "image_shapes"),
+        (lambda x, b: ops.MultiScaleRoIAlign(["p2"], 7, 1025)({"p2": x[0]}, b, [IMAGE]), SAMPLING_RATIO_1025),
+        (lambda x, b: ops.multi_level_roi_align(x[:1], b, 7, [0.25], 2**40), r"sampling_ratio.* \[1, 1024\]"),
+        (lambda x, b: ops.multi_level_roi_align(x[:1], b, 7, [0.25], -(2**70)), r"sampling_ratio: .* \[1, 1024\]"),
+        (lambda x, b: ops.multi_level_roi_align(x[:1], b, (-1, 7), [0.25]), "positive output_size"),
+        (lambda x, b: ops.multi_level_roi_align(x[:1], b, 2**40, [0.25]), r"output_size \(1099511627776, .* large"),
+        (lambda x, b: ops.multi_level_roi_align(x[:1], b, 2**18, [0.25]), "output_size .* allocated"),
+        (lambda x, b: ops.multi_level_roi_align(x[:1], b, 2**64, [0.25]), "output_size: .* too large"),
     ],
 )
 def test_bad_input(call, match):
@@ -300,6 +319,104 @@ def test_cuda_matches_torchvision(dtype):
     theirs(xt, boxes, image_shapes()).float().sum().backward()
     for name in ("p2", "p3", "p4", "p5"):
         torch.testing.assert_close(xo[name].grad, xt[name].grad, atol=tol * 10, rtol=tol)
+
+
+def per_image(rois, batch=2):
+    """A Tensor[K, 5] as torchvision's list of Tensor[L, 4], and the order that restores K."""
+    boxes = [rois[rois[:, 0] == i, 1:] for i in range(batch)]
+    order = torch.cat([torch.nonzero(rois[:, 0] == i)[:, 0] for i in range(batch)]).argsort()
+    return boxes, order
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_boxes_far_larger_than_the_maps_match_torchvision(cpu_capability, dtype, layout):
+    """Boxes 50-200 times the image (so the coarsest map, where they go) with an adaptive
+    grid, among normal ones: torchvision still finishes; same values and gradients."""
+    g = torch.Generator().manual_seed(3)
+    x = make_features(channels=3, dtype=dtype)
+    if layout == "nhwc":
+        x = OrderedDict((k, v.contiguous(memory_format=torch.channels_last)) for k, v in x.items())
+    normal = torch.cat([torch.tensor([[0.0], [1.0], [1.0]]), random_boxes(3, IMAGE[0], IMAGE[1], g)], dim=1)
+    rois = torch.cat([normal, boxes_far_larger_than(IMAGE[0], IMAGE[1], 1.0, g)]).to(dtype)
+    boxes, order = per_image(rois)
+    ours, theirs = pooler_pair(sampling_ratio=-1)
+    xo = OrderedDict((k, v.clone().requires_grad_()) for k, v in x.items())
+    xt = OrderedDict((k, v.clone().requires_grad_()) for k, v in x.items())
+    expected = theirs(xt, boxes, image_shapes())
+    actual = ours(xo, boxes, image_shapes())
+    atol = ATOL32 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(actual, expected, atol=atol, rtol=0)
+    grad_out = torch.randn(expected.shape, generator=g, dtype=dtype)
+    actual.backward(grad_out)
+    expected.backward(grad_out)
+    for name in ("p2", "p3", "p4", "p5"):
+        torch.testing.assert_close(xo[name].grad, xt[name].grad, atol=atol, rtol=0)
+    maps = [x[name] for name in ("p2", "p3", "p4", "p5")]
+    by_element = torch.ops.msrcnn_testing.multi_level_roi_align_by_element(
+        maps, rois, ours.scales, 7, 7, -1, False, 224, 4
+    )
+    torch.testing.assert_close(by_element, expected[order], atol=atol, rtol=0)
+    grads = torch.ops.msrcnn_testing.multi_level_roi_align_backward_by_element(
+        grad_out[order],
+        rois,
+        ours.scales,
+        7,
+        7,
+        -1,
+        False,
+        224,
+        4,
+        2,
+        3,
+        [m.size(2) for m in maps],
+        [m.size(3) for m in maps],
+        layout == "nhwc",
+    )
+    for grad, name in zip(grads, ("p2", "p3", "p4", "p5")):
+        torch.testing.assert_close(grad, xt[name].grad, atol=atol, rtol=0)
+
+
+SCALES = [0.25, 0.125, 0.0625, 0.03125]
+
+
+def expected_on_map(case):
+    """roi_align_on_map of each RoI on the map torchvision's LevelMapper picks, with gradients."""
+    maps = [f.clone().requires_grad_() for f in case["features"]]
+    rois = case["rois"]
+    levels = torchvision.ops.poolers.LevelMapper(2, 5)([rois[:, 1:]])
+    out = torch.cat(
+        [
+            roi_align_on_map(maps[level], rois[i : i + 1], case["output_size"], SCALES[level])
+            for i, level in enumerate(levels.tolist())
+        ]
+    )
+    out.backward(case["grad_out"])
+    return out.detach(), [m.grad if m.grad is not None else torch.zeros_like(m) for m in maps]
+
+
+def torchvision_on_rows(case, rows):
+    x = OrderedDict((f"p{i + 2}", f.clone().requires_grad_()) for i, f in enumerate(case["features"]))
+    boxes, order = per_image(case["rois"][rows])
+    _, theirs = pooler_pair(case["output_size"], -1)
+    out = theirs(x, boxes, image_shapes())[order]
+    out.backward(case["grad_out"][rows])
+    return out.detach(), [f.grad for f in x.values()]
+
+
+def test_huge_boxes_finish_with_the_on_map_values(cpu_capability):
+    """1e9, 1e30 and -1e30 boxes (on the coarsest map, adaptive grids of 4e6 to 2^31 - 1
+    samples per side) mixed with normal ones: forward and backward, vectorised kernels and
+    element bodies, NCHW and channels-last, float32 and float64, in a child process so that
+    a hang fails the test."""
+    g = torch.Generator().manual_seed(5)
+    cases = []
+    for dtype in (torch.float32, torch.float64):
+        maps = list(make_features(channels=3, dtype=dtype, extra=False).values())
+        normal = torch.cat([torch.tensor([[0.0], [1.0], [0.0], [1.0]]), random_boxes(4, IMAGE[0], IMAGE[1], g)], 1)
+        cases += huge_box_cases(maps, SCALES, normal, (7, 7), g)
+    results = run_in_child(pool_with_every_engine, cpu_capability, to_payload(cases))
+    check_huge_box_results(cases, results, expected_on_map, torchvision_on_rows)
 
 
 def test_non_finite_coordinates_pool_to_zeros():

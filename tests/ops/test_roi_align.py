@@ -16,7 +16,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from msrcnn_fast import ops
-from tests.ops.roi_data import EDGE_BOXES, random_rois
+from msrcnn_fast.ops.roi_align import MAX_SAMPLING_RATIO
+from tests.ops.roi_data import (
+    EDGE_BOXES,
+    boxes_far_larger_than,
+    check_huge_box_results,
+    huge_box_cases,
+    outcomes,
+    pool_with_every_engine,
+    random_rois,
+    roi_align_on_map,
+    run_in_child,
+    to_payload,
+)
 
 ATOL32 = 1e-4
 
@@ -110,6 +122,93 @@ def test_edge_boxes(cpu_capability, aligned, sampling_ratio):
                 assert aligned and sampling_ratio <= 0
                 expected = torch.zeros_like(actual)
             torch.testing.assert_close(actual, expected, atol=ATOL32, rtol=0)
+
+
+def test_on_map_reference_matches_torchvision():
+    """roi_align_on_map (the expected values of the huge-box tests) is torchvision's formula."""
+    g = torch.Generator().manual_seed(7)
+    for dtype in (torch.float32, torch.float64):
+        x = make_input(batch=2, channels=3, height=8, width=10, dtype=dtype)
+        rois = torch.cat([random_rois(6, 2, 32, 40, g, outside=0.5), boxes_far_larger_than(8, 10, 0.25, g)]).to(dtype)
+        for sampling_ratio, aligned in ((-1, False), (-1, True), (2, True)):
+            expected = torchvision.ops.roi_align(x, rois, (4, 3), 0.25, sampling_ratio, aligned)
+            actual = roi_align_on_map(x, rois, (4, 3), 0.25, sampling_ratio, aligned)
+            torch.testing.assert_close(actual, expected, atol=1e-6 if dtype == torch.float32 else 1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_boxes_far_larger_than_the_map_match_torchvision(cpu_capability, aligned, dtype, layout):
+    """Boxes 50-200 times the map (adaptive grids of up to ~5e4 samples per bin, torchvision
+    still finishes): visiting only the samples on the map gives its values and gradients."""
+    g = torch.Generator().manual_seed(11)
+    x = make_input(batch=2, channels=3, height=8, width=10, dtype=dtype)
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    rois = torch.cat([make_rois(num=2, height=8, width=10), boxes_far_larger_than(8, 10, 0.25, g)]).to(dtype)
+    atol = ATOL32 if dtype == torch.float32 else 1e-10
+    expected = torchvision.ops.roi_align(x, rois, (7, 5), 0.25, -1, aligned)
+    torch.testing.assert_close(ops.roi_align(x, rois, (7, 5), 0.25, -1, aligned), expected, atol=atol, rtol=0)
+    grad_out = torch.randn(expected.shape, generator=g, dtype=dtype)
+    ours = x.clone().requires_grad_()
+    ops.roi_align(ours, rois, (7, 5), 0.25, -1, aligned).backward(grad_out)
+    ref = x.clone().requires_grad_()
+    torchvision.ops.roi_align(ref, rois, (7, 5), 0.25, -1, aligned).backward(grad_out)
+    torch.testing.assert_close(ours.grad, ref.grad, atol=atol, rtol=0)
+    by_element = torch.ops.msrcnn_testing.multi_level_roi_align_by_element([x], rois, [0.25], 7, 5, -1, aligned, 224, 4)
+    torch.testing.assert_close(by_element, expected, atol=atol, rtol=0)
+    (grad,) = torch.ops.msrcnn_testing.multi_level_roi_align_backward_by_element(
+        grad_out, rois, [0.25], 7, 5, -1, aligned, 224, 4, 2, 3, [8], [10], layout == "nhwc"
+    )
+    torch.testing.assert_close(grad, ref.grad, atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_rois_with_many_samples_match_torchvision(cpu_capability, layout):
+    """A RoI of over 2^16 samples on the map (64^2 per bin, 5x5 bins) is pooled in several
+    tap tables (each thread's memory is bounded): same values and gradients."""
+    x = make_input(batch=2, channels=5, height=30, width=35, dtype=torch.float64)
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    rois = torch.tensor([[0.0, -3, -2, 34, 29], [1, 10, 4, 25, 20], [0, 2, 3, 30, 28]], dtype=torch.float64)
+    ours = x.clone().requires_grad_()
+    out = ops.roi_align(ours, rois, 5, 1.0, 64)
+    ref = x.clone().requires_grad_()
+    expected = torchvision.ops.roi_align(ref, rois, 5, 1.0, 64)
+    torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
+    grad_out = torch.randn(expected.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    out.backward(grad_out)
+    expected.backward(grad_out)
+    torch.testing.assert_close(ours.grad, ref.grad, atol=1e-10, rtol=0)
+
+
+def expected_on_map(case):
+    """roi_align_on_map's output and gradient for a case of huge_box_cases."""
+    x = case["features"][0].clone().requires_grad_()
+    out = roi_align_on_map(x, case["rois"], case["output_size"], case["scales"][0])
+    out.backward(case["grad_out"])
+    return out.detach(), [x.grad]
+
+
+def torchvision_on_rows(case, rows):
+    x = case["features"][0].clone().requires_grad_()
+    out = torchvision.ops.roi_align(x, case["rois"][rows], case["output_size"], case["scales"][0])
+    out.backward(case["grad_out"][rows])
+    return out.detach(), [x.grad]
+
+
+def test_huge_boxes_finish_with_the_on_map_values(cpu_capability):
+    """1e9, 1e30 and -1e30 boxes (adaptive grids of 1e7 to 2^31 - 1 samples per side) mixed
+    with normal ones: forward and backward, vectorised kernels and element bodies, NCHW and
+    channels-last, float32 and float64, in a child process so that a hang fails the test."""
+    g = torch.Generator().manual_seed(0)
+    cases = []
+    for dtype in (torch.float32, torch.float64):
+        x = make_input(batch=2, channels=5, height=12, width=16, dtype=dtype)
+        cases += huge_box_cases([x], [0.25], make_rois(num=4, height=12, width=16), (7, 5), g)
+    results = run_in_child(pool_with_every_engine, cpu_capability, to_payload(cases))
+    check_huge_box_results(cases, results, expected_on_map, torchvision_on_rows)
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
@@ -294,6 +393,9 @@ def test_torch_compile_fullgraph():
     torch.testing.assert_close(xg.grad, xe.grad)
 
 
+SAMPLING_RATIO_1025 = r"sampling_ratio.* \[1, 1024\] .*got 1025"
+
+
 @pytest.mark.parametrize(
     "call,error,match",
     [
@@ -306,6 +408,23 @@ def test_torch_compile_fullgraph():
         (lambda x: ops.roi_align(x, torch.tensor([[2.0, 0, 0, 4, 4]]), 7), ValueError, r"rois\[0, 0\] = 2"),
         (lambda x: ops.roi_align(x, torch.tensor([[-1.0, 0, 0, 4, 4]]), 7), ValueError, "not a batch index"),
         (lambda x: ops.roi_align(x, torch.zeros(1, 5), (0, 7)), ValueError, "positive output_size"),
+        (lambda x: ops.roi_align(x, torch.zeros(1, 5), (7, -3)), ValueError, r"positive output_size, got \(7, -3\)"),
+        (lambda x: ops.roi_align(x, torch.zeros(1, 5), 2**40), ValueError, r"output_size \(1099511627776, 10995"),
+        (lambda x: ops.roi_align(x, torch.zeros(1, 5), (2**62, 4)), ValueError, "output_size .* too large"),
+        (lambda x: ops.roi_align(x, torch.zeros(2**20, 5), (2**20, 2**20)), ValueError, "output_size .* too large"),
+        (lambda x: ops.roi_align(x, torch.zeros(1, 5), (2**20, 2**20)), ValueError, "output_size .* allocated"),
+        (lambda x: ops.roi_align(x, torch.zeros(1, 5), 2**70), ValueError, "output_size: .* too large"),
+        (lambda x: ops.roi_align(x, torch.zeros(1, 5), 7, sampling_ratio=1025), ValueError, SAMPLING_RATIO_1025),
+        (
+            lambda x: ops.roi_align(x, torch.zeros(1, 5), 7, sampling_ratio=2**40),
+            ValueError,
+            r"sampling_ratio.* \[1, 1024\] .*got 1099511627776",
+        ),
+        (
+            lambda x: ops.roi_align(x, torch.zeros(1, 5), 7, sampling_ratio=2**70),
+            ValueError,
+            r"sampling_ratio: .* \[1, 1024\] .*got 1180591620717411303424",
+        ),
         (lambda x: ops.roi_align(x, torch.zeros(1, 5), (1, 2, 3)), ValueError, "output_size"),
         (lambda x: ops.roi_align(x, torch.zeros(1, 5), 7, spatial_scale=-1.0), ValueError, "spatial scales"),
     ],
@@ -314,6 +433,45 @@ def test_bad_input(call, error, match):
     x = make_input()
     with pytest.raises(error, match=match):
         call(x)
+
+
+def test_sampling_ratio_bound():
+    """1024 (MAX_SAMPLING_RATIO) is taken, as torchvision; 1025 is refused by every op, also
+    when called directly (the C++ check), not only through the Python functions."""
+    assert MAX_SAMPLING_RATIO == 1024
+    x = make_input(batch=1, channels=1, height=6, width=6)
+    rois = torch.tensor([[0.0, 1.0, 1.0, 4.0, 5.0]])
+    expected = torchvision.ops.roi_align(x, rois, 1, 1.0, 1024)
+    torch.testing.assert_close(ops.roi_align(x, rois, 1, 1.0, 1024), expected, atol=ATOL32, rtol=0)
+    grad = torch.ones(1, 1, 1, 1)
+    calls = [
+        lambda: torch.ops.msrcnn.roi_align(x, rois, 1.0, 1, 1, 1025, False),
+        lambda: torch.ops.msrcnn._roi_align_backward(grad, rois, 1.0, 1, 1, 1, 1, 6, 6, 1025, False, False),
+        lambda: torch.ops.msrcnn.multi_level_roi_align([x], rois, [1.0], 1, 1, 1025, False, 224, 4),
+        lambda: torch.ops.msrcnn._multi_level_roi_align_backward(
+            grad, rois, [1.0], 1, 1, 1025, False, 224, 4, 1, 1, [6], [6], False
+        ),
+        lambda: torch.ops.msrcnn_testing.multi_level_roi_align_by_element([x], rois, [1.0], 1, 1, 1025, False, 224, 4),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=SAMPLING_RATIO_1025):
+            call()
+    with pytest.raises(ValueError, match=r"output_size \(4294967296, 4294967296\) is too large"):
+        torch.ops.msrcnn._roi_align_backward(grad, rois, 1.0, 2**32, 2**32, 1, 1, 6, 6, 2, False, False)
+
+
+def test_output_too_large_to_allocate_fails_at_once():
+    """An output_size whose output fits int64 but not memory is a ValueError before any work
+    proportional to the bins (the NHWC choice looks at every bin row and column): in a child
+    process, so that a slow failure fails the test."""
+    x = make_input(batch=1, channels=1, height=6, width=6)
+    rois = torch.tensor([[0.0, 1.0, 1.0, 4.0, 5.0]])
+    calls = [
+        ("roi_align", (x, rois, (2**40, 2**20)), {}),
+        ("multi_level_roi_align", ([x, x[:, :, :3, :3]], rois, (2**20, 2**40), [1.0, 0.5]), {}),
+    ]
+    for error, message in run_in_child(outcomes, calls, timeout=60):
+        assert error == "ValueError" and "could not be allocated" in message, (error, message)
 
 
 @given(

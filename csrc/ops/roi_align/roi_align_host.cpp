@@ -1,6 +1,7 @@
 #include "ops/roi_align/roi_align_host.h"
 
 #include <c10/util/Exception.h>
+#include <c10/util/safe_numerics.h>
 
 #include <cmath>
 
@@ -24,13 +25,34 @@ void check_params(const RoIAlignParams& params, size_t num_levels, const char* o
     TORCH_CHECK_VALUE(
         std::isfinite(scale) && scale > 0, op, ": expected positive, finite spatial scales, got ", scale);
   }
+  const PoolParams& pool = params.pool;
   TORCH_CHECK_VALUE(
-      params.pool.pooled_height > 0 && params.pool.pooled_width > 0, op,
-      ": expected a positive output_size, got (", params.pool.pooled_height, ", ", params.pool.pooled_width, ")");
+      pool.pooled_height > 0 && pool.pooled_width > 0, op, ": expected a positive output_size, got (",
+      pool.pooled_height, ", ", pool.pooled_width, ")");
+  int64_t bins = 0;
+  TORCH_CHECK_VALUE(
+      !c10::mul_overflows(pool.pooled_height, pool.pooled_width, &bins), op, ": output_size (", pool.pooled_height,
+      ", ", pool.pooled_width, ") is too large: its number of bins overflows int64");
+  // A fixed grid is S * S samples per bin, every one visited when the bin is on the map.
+  TORCH_CHECK_VALUE(
+      pool.sampling_ratio <= kMaxSamplingRatio, op, ": expected sampling_ratio in [1, ", kMaxSamplingRatio,
+      "] (samples per bin side), or <= 0 for an adaptive grid, got ", pool.sampling_ratio);
   if (num_levels > 1) {
     TORCH_CHECK_VALUE(
         params.canonical_scale > 0, op, ": expected a positive canonical_scale, got ", params.canonical_scale);
   }
+}
+
+// The [K, C, pooled_height, pooled_width] output must be a tensor PyTorch can describe.
+void check_output_size(int64_t num_rois, int64_t channels, const PoolParams& pool, int64_t element_size,
+                       const char* op) {
+  int64_t bytes = 0;
+  const bool overflows = c10::mul_overflows(pool.pooled_height, pool.pooled_width, &bytes) ||
+      c10::mul_overflows(bytes, num_rois, &bytes) || c10::mul_overflows(bytes, channels, &bytes) ||
+      c10::mul_overflows(bytes, element_size, &bytes);
+  TORCH_CHECK_VALUE(
+      !overflows, op, ": output_size (", pool.pooled_height, ", ", pool.pooled_width, ") is too large: an output of ",
+      num_rois, " RoIs x ", channels, " channels x output_size overflows int64 bytes");
 }
 
 }  // namespace
@@ -56,6 +78,7 @@ void check_forward_args(at::TensorList features, const at::Tensor& rois, const R
   check_rois(rois, op);
   check_same_device(first, "input", rois, "rois", op);
   check_params(params, features.size(), op);
+  check_output_size(rois.size(0), first.size(1), params.pool, first.element_size(), op);
 }
 
 void check_backward_args(

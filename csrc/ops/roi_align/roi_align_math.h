@@ -16,8 +16,14 @@
 namespace msrcnn::roi_align {
 
 constexpr int kMaxLevels = 8;
-// Bound on an adaptive sampling grid side: only guards the float->int conversion.
-constexpr int kMaxGrid = 1 << 20;
+// Bound on an adaptive sampling grid side (ceil(bin size) samples). Every grid torchvision
+// defines (its grid side is an int) is kept exactly; a larger ceil() (a bin of over 2^31
+// pixels: a diverged box) is clamped here. Only the samples on the map are visited (see
+// samples_on_axis), so the grid's size costs nothing but the count it divides by.
+constexpr int kMaxGrid = 2147483647;
+// Bound on a fixed sampling_ratio (its square is the samples per bin, all visited when the
+// bin is on the map): larger values are rejected by the op (roi_align_host.cpp).
+constexpr int64_t kMaxSamplingRatio = 1024;
 
 HOST_DEVICE_INLINE float math_sqrt(float x) { return sqrtf(x); }
 HOST_DEVICE_INLINE double math_sqrt(double x) { return sqrt(x); }
@@ -133,10 +139,78 @@ HOST_DEVICE_INLINE RoIBins<T> roi_bins(const T* roi, T spatial_scale, const Pool
   return bins;
 }
 
+// Samples per bin, the divisor of the average: the whole grid, on the map or not (at least
+// 1). In int64: grid_h * grid_w overflows int for big boxes.
+template <typename T>
+HOST_DEVICE_INLINE T bin_divisor(const RoIBins<T>& bins) {
+  const int64_t count = static_cast<int64_t>(bins.grid_h) * static_cast<int64_t>(bins.grid_w);
+  return static_cast<T>(count > 1 ? count : 1);
+}
+
 // Coordinate of sample i (of `grid`) in bin `bin`; the evaluation order is torchvision's.
+// For bin_size >= 0 it never decreases with i, for bin_size < 0 it never increases (every
+// step is a rounded operation monotone in i), so the samples on the map are a range.
 template <typename T>
 HOST_DEVICE_INLINE T sample_coord(T start, int64_t bin, T bin_size, int i, int grid) {
   return start + static_cast<T>(bin) * bin_size + static_cast<T>(i + .5f) * bin_size / static_cast<T>(grid);
+}
+
+// Whether a sample coordinate is on a map axis of `size` cells: in [-1, size] (NaN is not).
+// A sample off the map on either axis contributes zero (but counts in the average).
+template <typename T>
+HOST_DEVICE_INLINE bool on_axis(T coord, int64_t size) {
+  return coord >= static_cast<T>(-1) && coord <= static_cast<T>(size);
+}
+
+// Samples [begin, end) of one side of a bin.
+struct SampleRange {
+  int begin;
+  int end;
+};
+
+// First i in [lo, hi) whose coordinate c satisfies (at_least ? c >= bound : c <= bound) ==
+// want, for a predicate that is false then true along i; hi if none.
+template <typename T>
+HOST_DEVICE_INLINE int first_sample(
+    T start, int64_t bin, T bin_size, int grid, T bound, bool at_least, bool want, int lo, int hi) {
+  while (lo < hi) {
+    const int mid = lo + (hi - lo) / 2;
+    const T c = sample_coord(start, bin, bin_size, mid, grid);
+    if ((at_least ? c >= bound : c <= bound) == want) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  return lo;
+}
+
+// The samples of bin `bin` (of `grid` per side) that are on a map axis of `size` cells, plus
+// one at each end: the only ones a bin needs to visit. An adaptive grid spaces samples
+// (0.5, 1] pixel apart, so that is about 2 * (size + 2) whatever the box (plus what
+// rounding merges at coordinates beyond 2^24). Found by binary search over the very
+// coordinates and test the loops use, so rounding cannot split them; the first and last
+// samples are tried first, for the usual bin wholly on the map.
+template <typename T>
+HOST_DEVICE_INLINE SampleRange samples_on_axis(T start, int64_t bin, T bin_size, int grid, int64_t size) {
+  if (grid <= 0 || size <= 0) {
+    return SampleRange{0, 0};
+  }
+  if (on_axis(sample_coord(start, bin, bin_size, 0, grid), size) &&
+      on_axis(sample_coord(start, bin, bin_size, grid - 1, grid), size)) {
+    return SampleRange{0, grid};
+  }
+  const T lower = static_cast<T>(-1);
+  const T upper = static_cast<T>(size);
+  // Rising coordinates: the range starts at the first c >= -1 and ends at the first c that
+  // is not <= size; falling ones the other way round. NaN coordinates (all, or a suffix
+  // after -inf / +inf ones) make the range empty.
+  const bool rising = !(bin_size < static_cast<T>(0));
+  const int begin = first_sample(start, bin, bin_size, grid, rising ? lower : upper, rising, true, 0, grid);
+  const int end = first_sample(start, bin, bin_size, grid, rising ? upper : lower, !rising, false, begin, grid);
+  // One more at each end, in case a caller's inlined copy of sample_coord rounds differently
+  // (e.g. contracted to an FMA): its own on_axis test decides.
+  return SampleRange{begin > 0 ? begin - 1 : 0, end < grid ? end + 1 : grid};
 }
 
 // Bilinear interpolation at one sample: four element offsets (y * stride_h + x * stride_w)
@@ -152,9 +226,7 @@ struct Tap {
 template <typename T>
 HOST_DEVICE_INLINE bool bilinear_tap(
     T y, T x, int64_t height, int64_t width, int64_t stride_h, int64_t stride_w, Tap<T>& tap) {
-  if (!(y >= static_cast<T>(-1) && y <= static_cast<T>(height) && x >= static_cast<T>(-1) &&
-        x <= static_cast<T>(width)) ||
-      height <= 0 || width <= 0) {
+  if (!(on_axis(y, height) && on_axis(x, width)) || height <= 0 || width <= 0) {
     return false;
   }
   if (y <= static_cast<T>(0)) {
@@ -222,10 +294,12 @@ HOST_DEVICE_INLINE T forward_element(int64_t index, const ForwardArgs<scalar_t, 
   const LevelTable<T>& lv = args.levels;
   const RoIBins<T> bins = roi_bins(roi, lv.scale[level], args.pool);
   const scalar_t* plane = args.features[level] + batch * lv.stride_n[level] + c * lv.stride_c[level];
+  const SampleRange ys = samples_on_axis(bins.start_h, ph, bins.bin_h, bins.grid_h, lv.height[level]);
+  const SampleRange xs = samples_on_axis(bins.start_w, pw, bins.bin_w, bins.grid_w, lv.width[level]);
   T sum = 0;
-  for (int iy = 0; iy < bins.grid_h; ++iy) {
+  for (int iy = ys.begin; iy < ys.end; ++iy) {
     const T y = sample_coord(bins.start_h, ph, bins.bin_h, iy, bins.grid_h);
-    for (int ix = 0; ix < bins.grid_w; ++ix) {
+    for (int ix = xs.begin; ix < xs.end; ++ix) {
       const T x = sample_coord(bins.start_w, pw, bins.bin_w, ix, bins.grid_w);
       Tap<T> tap;
       if (bilinear_tap(y, x, lv.height[level], lv.width[level], lv.stride_h[level], lv.stride_w[level], tap)) {
@@ -236,8 +310,7 @@ HOST_DEVICE_INLINE T forward_element(int64_t index, const ForwardArgs<scalar_t, 
       }
     }
   }
-  const int count = bins.grid_h * bins.grid_w;
-  return sum / static_cast<T>(count > 1 ? count : 1);
+  return sum / bin_divisor(bins);
 }
 
 template <typename grad_t, typename T>
@@ -266,17 +339,18 @@ HOST_DEVICE_INLINE void backward_element(int64_t index, const BackwardArgs<grad_
   }
   const LevelTable<T>& lv = args.levels;
   const RoIBins<T> bins = roi_bins(roi, lv.scale[level], args.pool);
-  const int count = bins.grid_h * bins.grid_w;
-  if (count <= 0) {
+  const SampleRange ys = samples_on_axis(bins.start_h, ph, bins.bin_h, bins.grid_h, lv.height[level]);
+  const SampleRange xs = samples_on_axis(bins.start_w, pw, bins.bin_w, bins.grid_w, lv.width[level]);
+  if (ys.begin == ys.end || xs.begin == xs.end) {
     return;
   }
   const T grad = static_cast<T>(args.grad_output[k * args.grad_stride[0] + c * args.grad_stride[1] +
                                                  ph * args.grad_stride[2] + pw * args.grad_stride[3]]) /
-      static_cast<T>(count);
+      bin_divisor(bins);
   T* plane = args.grad_features[level] + batch * lv.stride_n[level] + c * lv.stride_c[level];
-  for (int iy = 0; iy < bins.grid_h; ++iy) {
+  for (int iy = ys.begin; iy < ys.end; ++iy) {
     const T y = sample_coord(bins.start_h, ph, bins.bin_h, iy, bins.grid_h);
-    for (int ix = 0; ix < bins.grid_w; ++ix) {
+    for (int ix = xs.begin; ix < xs.end; ++ix) {
       const T x = sample_coord(bins.start_w, pw, bins.bin_w, ix, bins.grid_w);
       Tap<T> tap;
       if (bilinear_tap(y, x, lv.height[level], lv.width[level], lv.stride_h[level], lv.stride_w[level], tap)) {

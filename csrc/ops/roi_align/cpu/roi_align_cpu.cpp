@@ -33,12 +33,30 @@ void check_batch_indices(const at::Tensor& rois, int64_t batch, const char* op) 
   });
 }
 
+// Samples the kernels visit for one RoI on a height x width map, over all its bins: those
+// on the map (samples_on_axis), however large the grid.
+template <typename T>
+double visited_samples(const T* roi, T scale, const PoolParams& pool, int64_t height, int64_t width) {
+  const RoIBins<T> bins = roi_bins(roi, scale, pool);
+  double rows = 0;
+  for (int64_t ph = 0; ph < pool.pooled_height; ++ph) {
+    const SampleRange r = samples_on_axis(bins.start_h, ph, bins.bin_h, bins.grid_h, height);
+    rows += r.end - r.begin;
+  }
+  double columns = 0;
+  for (int64_t pw = 0; pw < pool.pooled_width; ++pw) {
+    const SampleRange r = samples_on_axis(bins.start_w, pw, bins.bin_w, bins.grid_w, width);
+    columns += r.end - r.begin;
+  }
+  return rows * columns;  // bin (ph, pw) visits rows(ph) * columns(pw)
+}
+
 // Per level: whether to run it on an NHWC copy (NCHW maps) or NHWC gradient buffers
 // (converted after). The NHWC loops are ~4x faster per sample and channel (channels
 // vectorised, each tap one contiguous run); converting costs about as much as one NCHW
 // sample per map element (measured on a 2-core AMD EPYC, AVX2, for FPN maps with 256
 // channels: NCHW 2-4 ns, NHWC 0.5-0.9 ns per sample and channel, 1.9 ns per element
-// converted). So a level is converted when its RoIs take more samples than it has elements.
+// converted). So a level is converted when its RoIs visit more samples than it has elements.
 std::vector<bool> levels_worth_nhwc(const at::Tensor& rois, const RoIAlignParams& params, int64_t batch,
                                     at::IntArrayRef heights, at::IntArrayRef widths) {
   constexpr double kSamplesPerElementBreakEven = 1.0;
@@ -49,15 +67,15 @@ std::vector<bool> levels_worth_nhwc(const at::Tensor& rois, const RoIAlignParams
     for (int64_t k = 0; k < rois.size(0); ++k) {
       const int level = level_of_box(data + k * 5 + 1, mapping);
       if (level >= 0) {
-        const RoIBins<scalar_t> bins = roi_bins(data + k * 5, mapping.scale[level], params.pool);
-        samples[level] += static_cast<double>(bins.grid_h) * bins.grid_w;
+        samples[level] +=
+            visited_samples(data + k * 5, mapping.scale[level], params.pool, heights[level], widths[level]);
       }
     }
   });
   std::vector<bool> worth(heights.size());
   for (size_t i = 0; i < heights.size(); ++i) {
     const double elements = static_cast<double>(batch) * heights[i] * widths[i];
-    worth[i] = samples[i] * params.pool.pooled_height * params.pool.pooled_width > kSamplesPerElementBreakEven * elements;
+    worth[i] = samples[i] > kSamplesPerElementBreakEven * elements;
   }
   return worth;
 }
@@ -114,12 +132,35 @@ void backward_by_element(
   });
 }
 
+// The [K, C, pooled_height, pooled_width] output. One too large to allocate is a ValueError
+// naming output_size: on the CPU that is a bad argument, not a transient shortage (the CUDA
+// entry point leaves torch.OutOfMemoryError to its caller).
+at::Tensor allocate_output(at::TensorList features, const at::Tensor& rois, const PoolParams& pool, const char* op) {
+  const at::Tensor& first = features[0];
+  try {
+    return at::empty({rois.size(0), first.size(1), pool.pooled_height, pool.pooled_width}, first.options());
+  } catch (const c10::Error& e) {
+    C10_THROW_ERROR(
+        ValueError,
+        c10::str(
+            op, ": output_size (", pool.pooled_height, ", ", pool.pooled_width, ") is too large: an output of ",
+            rois.size(0), " RoIs x ", first.size(1), " channels x output_size could not be allocated (",
+            e.what_without_backtrace(), ")"));
+  }
+}
+
 template <Engine engine>
 at::Tensor forward_cpu(at::TensorList features, const at::Tensor& rois, const RoIAlignParams& params, const char* op) {
   check_forward_args(features, rois, params, op);
   check_device_type(features[0], c10::DeviceType::CPU, op, "input");
   const at::Tensor rois_acc = rois.to(accumulate_type(features[0].scalar_type())).contiguous();
   check_batch_indices(rois_acc, features[0].size(0), op);
+  // First the output: it is at least as large as the work below (levels_worth_nhwc looks at
+  // every bin row and column of every RoI), so a huge output_size fails here at once.
+  at::Tensor output = allocate_output(features, rois, params.pool, op);
+  if (output.numel() == 0) {
+    return output;
+  }
   // The element-by-element engine reads the maps as given (it mirrors the CUDA kernels). The
   // vectorised kernels read any strides, NHWC loops where channels are contiguous.
   std::vector<at::Tensor> maps(features.begin(), features.end());
@@ -131,11 +172,6 @@ at::Tensor forward_cpu(at::TensorList features, const at::Tensor& rois, const Ro
         maps[i] = to_layout(maps[i], at::MemoryFormat::ChannelsLast);
       }
     }
-  }
-  at::Tensor output = at::empty(
-      {rois.size(0), features[0].size(1), params.pool.pooled_height, params.pool.pooled_width}, features[0].options());
-  if (output.numel() == 0) {
-    return output;
   }
   if (engine == Engine::ByElement) {
     forward_by_element(maps, rois_acc, params, output);

@@ -40,54 +40,93 @@ inline Vectorized<T> load_as(const scalar_t* data) {
   }
 }
 
-// The bilinear taps of every bin of one RoI on its level, computed once per RoI.
+// Taps one table holds before it stops taking bins (it takes at least one): bounds a
+// thread's memory (3 MB in float) whatever the grid and output size. A RoI needs more than
+// one table only past this many taps (a usual RoI has a few hundred to a few thousand).
+constexpr size_t kMaxTapsPerTable = size_t{1} << 16;
+
+// The bilinear taps of one RoI on its level, computed once and reused across channels, in
+// tables of consecutive bins (usually one table for all). Only the samples on the map are
+// visited (samples_on_axis), so a huge box costs about what a box the size of the map does.
 template <typename T>
 struct RoITaps {
+  RoIBins<T> bins{};
+  T divisor = 1;                     // of each bin's sum: grid_h * grid_w, at least 1
+  std::vector<SampleRange> columns;  // the samples to visit in each bin column (pw)
+  int64_t first_bin = 0;             // this table: bins [first_bin, end_bin), flat (ph, pw)
+  int64_t end_bin = 0;
   std::vector<Tap<T>> taps;
-  std::vector<int64_t> bin_begin;  // taps of bin b: [bin_begin[b], bin_begin[b + 1])
-  int count = 0;                   // samples per bin (grid_h * grid_w)
+  std::vector<int64_t> bin_begin;  // taps of bin first_bin + i: [bin_begin[i], bin_begin[i + 1])
 
-  void build(const T* roi, int level, const LevelTable<T>& lv, const PoolParams& pool) {
-    const RoIBins<T> bins = roi_bins(roi, lv.scale[level], pool);
-    count = bins.grid_h * bins.grid_w;
-    bin_begin.resize(pool.pooled_height * pool.pooled_width + 1);
+  // Sets up the RoI: its grid and the samples of each column; next() then builds the tables.
+  void start(const T* roi, int level, const LevelTable<T>& lv, const PoolParams& pool) {
+    bins = roi_bins(roi, lv.scale[level], pool);
+    divisor = bin_divisor(bins);
+    columns.resize(pool.pooled_width);
+    for (int64_t pw = 0; pw < pool.pooled_width; ++pw) {
+      columns[pw] = samples_on_axis(bins.start_w, pw, bins.bin_w, bins.grid_w, lv.width[level]);
+    }
+    end_bin = 0;
+  }
+
+  // The table of the next bins; false when every bin has been in one.
+  bool next(int level, const LevelTable<T>& lv, const PoolParams& pool) {
+    const int64_t num_bins = pool.pooled_height * pool.pooled_width;
+    if (end_bin >= num_bins) {
+      return false;
+    }
+    first_bin = end_bin;
     taps.clear();
-    int64_t bin = 0;
-    for (int64_t ph = 0; ph < pool.pooled_height; ++ph) {
-      for (int64_t pw = 0; pw < pool.pooled_width; ++pw, ++bin) {
-        bin_begin[bin] = static_cast<int64_t>(taps.size());
-        for (int iy = 0; iy < bins.grid_h; ++iy) {
-          const T y = sample_coord(bins.start_h, ph, bins.bin_h, iy, bins.grid_h);
-          for (int ix = 0; ix < bins.grid_w; ++ix) {
-            const T x = sample_coord(bins.start_w, pw, bins.bin_w, ix, bins.grid_w);
-            Tap<T> tap;
-            if (bilinear_tap(y, x, lv.height[level], lv.width[level], lv.stride_h[level], lv.stride_w[level], tap)) {
-              taps.push_back(tap);
-            }
+    bin_begin.clear();
+    int64_t ph = first_bin / pool.pooled_width;
+    int64_t pw = first_bin % pool.pooled_width;
+    SampleRange ys = samples_on_axis(bins.start_h, ph, bins.bin_h, bins.grid_h, lv.height[level]);
+    int64_t bin = first_bin;
+    for (; bin < num_bins && (bin == first_bin || taps.size() < kMaxTapsPerTable); ++bin) {
+      if (pw == pool.pooled_width) {
+        pw = 0;
+        ++ph;
+        ys = samples_on_axis(bins.start_h, ph, bins.bin_h, bins.grid_h, lv.height[level]);
+      }
+      bin_begin.push_back(static_cast<int64_t>(taps.size()));
+      const SampleRange xs = columns[pw];
+      for (int iy = ys.begin; iy < ys.end; ++iy) {
+        const T y = sample_coord(bins.start_h, ph, bins.bin_h, iy, bins.grid_h);
+        for (int ix = xs.begin; ix < xs.end; ++ix) {
+          const T x = sample_coord(bins.start_w, pw, bins.bin_w, ix, bins.grid_w);
+          Tap<T> tap;
+          if (bilinear_tap(y, x, lv.height[level], lv.width[level], lv.stride_h[level], lv.stride_w[level], tap)) {
+            taps.push_back(tap);
           }
         }
       }
+      ++pw;
     }
-    bin_begin[bin] = static_cast<int64_t>(taps.size());
+    bin_begin.push_back(static_cast<int64_t>(taps.size()));
+    end_bin = bin;
+    return true;
   }
+
+  // Taps [bin_taps(b), bin_taps_end(b)) of bin b of this table.
+  const Tap<T>* bin_taps(int64_t b) const { return taps.data() + bin_begin[b - first_bin]; }
+  const Tap<T>* bin_taps_end(int64_t b) const { return taps.data() + bin_begin[b - first_bin + 1]; }
 };
 
-// One RoI, NCHW features: out_k[c, bin] for every channel.
+// One table of one RoI, NCHW features: out_k[c, bin] for every channel and its bins.
 template <typename scalar_t, typename T>
 void forward_roi_nchw(const RoITaps<T>& rt, const scalar_t* base, const LevelTable<T>& lv, int level,
                       int64_t num_bins, scalar_t* out_k) {
-  const T divisor = static_cast<T>(std::max(rt.count, 1));
+  const T divisor = rt.divisor;
   for (int64_t c = 0; c < lv.channels; ++c) {
     const scalar_t* plane = base + c * lv.stride_c[level];
     scalar_t* out_c = out_k + c * num_bins;
-    for (int64_t b = 0; b < num_bins; ++b) {
+    for (int64_t b = rt.first_bin; b < rt.end_bin; ++b) {
       T sum = 0;
-      for (int64_t t = rt.bin_begin[b]; t < rt.bin_begin[b + 1]; ++t) {
-        const Tap<T>& tap = rt.taps[t];
-        sum += tap.weight[0] * static_cast<T>(plane[tap.offset[0]]) +
-            tap.weight[1] * static_cast<T>(plane[tap.offset[1]]) +
-            tap.weight[2] * static_cast<T>(plane[tap.offset[2]]) +
-            tap.weight[3] * static_cast<T>(plane[tap.offset[3]]);
+      for (const Tap<T>* tap = rt.bin_taps(b); tap != rt.bin_taps_end(b); ++tap) {
+        sum += tap->weight[0] * static_cast<T>(plane[tap->offset[0]]) +
+            tap->weight[1] * static_cast<T>(plane[tap->offset[1]]) +
+            tap->weight[2] * static_cast<T>(plane[tap->offset[2]]) +
+            tap->weight[3] * static_cast<T>(plane[tap->offset[3]]);
       }
       out_c[b] = static_cast<scalar_t>(sum / divisor);
     }
@@ -113,7 +152,7 @@ inline void accumulate_taps(const Tap<T>* first, const Tap<T>* last, const scala
   }
 }
 
-// One RoI, NHWC features: vectorised over channels; the result is stored NCHW.
+// One table of one RoI, NHWC features: vectorised over channels; the result is stored NCHW.
 template <typename scalar_t, typename T>
 void forward_roi_nhwc(const RoITaps<T>& rt, const scalar_t* base, const LevelTable<T>& lv, int64_t num_bins,
                       scalar_t* out_k) {
@@ -121,12 +160,12 @@ void forward_roi_nhwc(const RoITaps<T>& rt, const scalar_t* base, const LevelTab
   constexpr int64_t V = Vec::size();
   constexpr int kBlock = 4;
   const int64_t C = lv.channels;
-  const T divisor = static_cast<T>(std::max(rt.count, 1));
+  const T divisor = rt.divisor;
   const Vec vdivisor(divisor);
   alignas(64) T lanes[kBlock * V];
-  for (int64_t b = 0; b < num_bins; ++b) {
-    const Tap<T>* first = rt.taps.data() + rt.bin_begin[b];
-    const Tap<T>* last = rt.taps.data() + rt.bin_begin[b + 1];
+  for (int64_t b = rt.first_bin; b < rt.end_bin; ++b) {
+    const Tap<T>* first = rt.bin_taps(b);
+    const Tap<T>* last = rt.bin_taps_end(b);
     int64_t c = 0;
     Vec acc[kBlock];
     for (; c + kBlock * V <= C; c += kBlock * V) {
@@ -179,12 +218,14 @@ void forward_impl(const ForwardArgs<scalar_t, T>& args, int64_t num_rois, scalar
         std::fill(out_k, out_k + roi_size, static_cast<scalar_t>(0));
         continue;
       }
-      rt.build(roi, level, lv, args.pool);
       const scalar_t* base = args.features[level] + batch * lv.stride_n[level];
-      if (is_nhwc(lv, level)) {
-        forward_roi_nhwc(rt, base, lv, num_bins, out_k);
-      } else {
-        forward_roi_nchw(rt, base, lv, level, num_bins, out_k);
+      rt.start(roi, level, lv, args.pool);
+      while (rt.next(level, lv, args.pool)) {
+        if (is_nhwc(lv, level)) {
+          forward_roi_nhwc(rt, base, lv, num_bins, out_k);
+        } else {
+          forward_roi_nchw(rt, base, lv, level, num_bins, out_k);
+        }
       }
     }
   });
@@ -223,22 +264,29 @@ RoIGroups group_rois(const T* rois, int64_t num_rois, const LevelTable<T>& lv) {
   return groups;
 }
 
-// One RoI's gradient into channels [c_begin, c_end) of one image of one NCHW level.
+// Offset of bin b's element in one channel of grad_output (strides gs).
+inline int64_t grad_offset(int64_t b, const int64_t* gs, const PoolParams& pool) {
+  return b / pool.pooled_width * gs[2] + b % pool.pooled_width * gs[3];
+}
+
+// One table of one RoI: its gradient into channels [c_begin, c_end) of one image of one
+// NCHW level.
 template <typename grad_t, typename T>
 void backward_roi_nchw(const RoITaps<T>& rt, const grad_t* grad_k, const int64_t* gs, T* base,
-                       const LevelTable<T>& lv, int level, const PoolParams& pool, int64_t c_begin, int64_t c_end) {
-  const T count = static_cast<T>(rt.count);
+                       const LevelTable<T>& lv, int level, const PoolParams& pool, int64_t c_begin, int64_t c_end,
+                       std::vector<int64_t>& offsets) {
+  const T divisor = rt.divisor;
+  offsets.resize(rt.end_bin - rt.first_bin);
+  for (int64_t b = rt.first_bin; b < rt.end_bin; ++b) {
+    offsets[b - rt.first_bin] = grad_offset(b, gs, pool);
+  }
   for (int64_t c = c_begin; c < c_end; ++c) {
     T* plane = base + c * lv.stride_c[level];
-    int64_t b = 0;
-    for (int64_t ph = 0; ph < pool.pooled_height; ++ph) {
-      for (int64_t pw = 0; pw < pool.pooled_width; ++pw, ++b) {
-        const T g = static_cast<T>(grad_k[c * gs[1] + ph * gs[2] + pw * gs[3]]) / count;
-        for (int64_t t = rt.bin_begin[b]; t < rt.bin_begin[b + 1]; ++t) {
-          const Tap<T>& tap = rt.taps[t];
-          for (int corner = 0; corner < 4; ++corner) {
-            plane[tap.offset[corner]] += g * tap.weight[corner];
-          }
+    for (int64_t b = rt.first_bin; b < rt.end_bin; ++b) {
+      const T g = static_cast<T>(grad_k[c * gs[1] + offsets[b - rt.first_bin]]) / divisor;
+      for (const Tap<T>* tap = rt.bin_taps(b); tap != rt.bin_taps_end(b); ++tap) {
+        for (int corner = 0; corner < 4; ++corner) {
+          plane[tap->offset[corner]] += g * tap->weight[corner];
         }
       }
     }
@@ -251,27 +299,24 @@ void backward_roi_nhwc(const RoITaps<T>& rt, const grad_t* grad_k, const int64_t
                        const PoolParams& pool, int64_t c_begin, int64_t c_end, T* g_lanes) {
   using Vec = Vectorized<T>;
   constexpr int64_t V = Vec::size();
-  const T count = static_cast<T>(rt.count);
+  const T divisor = rt.divisor;
   const int64_t width = c_end - c_begin;
-  int64_t b = 0;
-  for (int64_t ph = 0; ph < pool.pooled_height; ++ph) {
-    for (int64_t pw = 0; pw < pool.pooled_width; ++pw, ++b) {
-      for (int64_t j = 0; j < width; ++j) {
-        g_lanes[j] = static_cast<T>(grad_k[(c_begin + j) * gs[1] + ph * gs[2] + pw * gs[3]]) / count;
-      }
-      for (int64_t t = rt.bin_begin[b]; t < rt.bin_begin[b + 1]; ++t) {
-        const Tap<T>& tap = rt.taps[t];
-        for (int corner = 0; corner < 4; ++corner) {
-          T* dst = base + tap.offset[corner] + c_begin;
-          const T w = tap.weight[corner];
-          const Vec vw(w);
-          int64_t j = 0;
-          for (; j + V <= width; j += V) {
-            at::vec::fmadd(vw, Vec::loadu(g_lanes + j), Vec::loadu(dst + j)).store(dst + j);
-          }
-          for (; j < width; ++j) {
-            dst[j] += g_lanes[j] * w;
-          }
+  for (int64_t b = rt.first_bin; b < rt.end_bin; ++b) {
+    const grad_t* grad_b = grad_k + grad_offset(b, gs, pool);
+    for (int64_t j = 0; j < width; ++j) {
+      g_lanes[j] = static_cast<T>(grad_b[(c_begin + j) * gs[1]]) / divisor;
+    }
+    for (const Tap<T>* tap = rt.bin_taps(b); tap != rt.bin_taps_end(b); ++tap) {
+      for (int corner = 0; corner < 4; ++corner) {
+        T* dst = base + tap->offset[corner] + c_begin;
+        const T w = tap->weight[corner];
+        const Vec vw(w);
+        int64_t j = 0;
+        for (; j + V <= width; j += V) {
+          at::vec::fmadd(vw, Vec::loadu(g_lanes + j), Vec::loadu(dst + j)).store(dst + j);
+        }
+        for (; j < width; ++j) {
+          dst[j] += g_lanes[j] * w;
         }
       }
     }
@@ -306,6 +351,7 @@ void backward_impl(const BackwardArgs<grad_t, T>& args, int64_t num_rois) {
   at::parallel_for(0, num_units, 1, [&](int64_t begin, int64_t end) {
     RoITaps<T> rt;
     std::vector<T> g_lanes(chunk);
+    std::vector<int64_t> offsets;
     for (int64_t u = begin; u < end; ++u) {
       const int64_t group = busy[u / chunks_per_group];
       const int64_t c_begin = (u % chunks_per_group) * chunk;
@@ -315,15 +361,17 @@ void backward_impl(const BackwardArgs<grad_t, T>& args, int64_t num_rois) {
       T* base = args.grad_features[level] + batch * lv.stride_n[level];
       for (int64_t i = groups.begin[group]; i < groups.begin[group + 1]; ++i) {
         const int64_t k = groups.order[i];
-        rt.build(args.rois + k * 5, level, lv, args.pool);
-        if (rt.count <= 0) {
-          continue;
-        }
         const grad_t* grad_k = args.grad_output + k * args.grad_stride[0];
-        if (is_nhwc(lv, level)) {
-          backward_roi_nhwc(rt, grad_k, args.grad_stride, base, args.pool, c_begin, c_end, g_lanes.data());
-        } else {
-          backward_roi_nchw(rt, grad_k, args.grad_stride, base, lv, level, args.pool, c_begin, c_end);
+        rt.start(args.rois + k * 5, level, lv, args.pool);
+        while (rt.next(level, lv, args.pool)) {
+          if (rt.taps.empty()) {
+            continue;  // these bins are off the map (or have an empty grid): no gradient
+          }
+          if (is_nhwc(lv, level)) {
+            backward_roi_nhwc(rt, grad_k, args.grad_stride, base, args.pool, c_begin, c_end, g_lanes.data());
+          } else {
+            backward_roi_nchw(rt, grad_k, args.grad_stride, base, lv, level, args.pool, c_begin, c_end, offsets);
+          }
         }
       }
     }

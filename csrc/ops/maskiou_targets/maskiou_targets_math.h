@@ -73,79 +73,13 @@ HOST_DEVICE_INLINE AxisTap<T> axis_tap(T coord, int64_t size) {
   return tap;
 }
 
-// The samples [begin, end) of one bin (of `grid` along an axis) whose coordinate lies on an
-// axis of `size` pixels, i.e. in axis_tap's [-1, size]; the others contribute nothing (they
-// still count in the bin's average). sample_coord is monotonic in the sample index (rounding
-// included: each step is a monotonic function of the last), so those samples are one run,
-// found by bisection on the exact coordinates. A huge proposal (up to roi_align::kMaxGrid
-// samples per bin side) then costs about the samples that land on the image, not its grid.
-struct SampleRange {
-  int begin;
-  int end;
-};
-
-// First i in [0, grid) with `above` true for sample_coord(i) vs `bound` (false before, true
-// after: `above` is coord > bound, or coord >= bound when `inclusive`), or grid if none.
-template <typename T>
-HOST_DEVICE_INLINE int first_sample_past(T start, int64_t bin, T bin_size, int grid, T bound, bool inclusive) {
-  int lo = 0;
-  int hi = grid;
-  while (lo < hi) {
-    const int mid = lo + (hi - lo) / 2;
-    const T c = roi_align::sample_coord(start, bin, bin_size, mid, grid);
-    if (inclusive ? c >= bound : c > bound) {
-      hi = mid;
-    } else {
-      lo = mid + 1;
-    }
-  }
-  return lo;
-}
-
-// First i in [0, grid) with sample_coord(i) below `bound` (< or, when `inclusive`, <=), for a
-// decreasing run (negative bin size), or grid if none.
-template <typename T>
-HOST_DEVICE_INLINE int first_sample_below(T start, int64_t bin, T bin_size, int grid, T bound, bool inclusive) {
-  int lo = 0;
-  int hi = grid;
-  while (lo < hi) {
-    const int mid = lo + (hi - lo) / 2;
-    const T c = roi_align::sample_coord(start, bin, bin_size, mid, grid);
-    if (inclusive ? c <= bound : c < bound) {
-      hi = mid;
-    } else {
-      lo = mid + 1;
-    }
-  }
-  return lo;
-}
-
-template <typename T>
-HOST_DEVICE_INLINE SampleRange samples_on_axis(T start, int64_t bin, T bin_size, int grid, int64_t size) {
-  if (size <= 0 || grid <= 0) {
-    return SampleRange{0, 0};
-  }
-  const T low = static_cast<T>(-1);
-  const T high = static_cast<T>(size);
-  SampleRange r{0, 0};
-  if (bin_size < static_cast<T>(0)) {  // coordinates decrease with i
-    r.begin = first_sample_below(start, bin, bin_size, grid, high, /*inclusive=*/true);
-    r.end = first_sample_below(start, bin, bin_size, grid, low, /*inclusive=*/false);
-  } else {  // increase with i, or all equal; NaN coordinates are on no axis
-    r.begin = first_sample_past(start, bin, bin_size, grid, low, /*inclusive=*/true);
-    r.end = first_sample_past(start, bin, bin_size, grid, high, /*inclusive=*/false);
-  }
-  r.end = r.end > r.begin ? r.end : r.begin;
-  return r;
-}
-
-// Samples of one bin, the divisor of its average: grid_h * grid_w as T (no int overflow for
-// the largest grids), at least 1, as torchvision's max(grid_h * grid_w, 1).
-template <typename T>
-HOST_DEVICE_INLINE T sample_count(int64_t grid_h, int64_t grid_w) {
-  const T count = static_cast<T>(grid_h) * static_cast<T>(grid_w);
-  return count > static_cast<T>(1) ? count : static_cast<T>(1);
-}
+// Only the samples of a bin that land on the image are visited (roi_align::samples_on_axis,
+// with axis_tap deciding each one): a huge proposal (up to roi_align::kMaxGrid samples per bin
+// side) costs about the samples on the image, not its grid. The average still divides by the
+// whole grid (roi_align::bin_divisor).
+using roi_align::bin_divisor;
+using roi_align::SampleRange;
+using roi_align::samples_on_axis;
 
 // roi_align's sampling grid of a proposal (x1, y1, x2, y2) at spatial scale 1.
 template <typename T>
@@ -305,7 +239,7 @@ HOST_DEVICE_INLINE T mask_target_element(int64_t index, const ImageArgs<T, logit
       }
     }
   }
-  return sum / sample_count<T>(bins.grid_h, bins.grid_w);
+  return sum / bin_divisor(bins);
 }
 
 template <typename T>

@@ -181,7 +181,7 @@ void mask_target_roi(const ImageArgs<T, logit_t>& a, int64_t n, const GtTable& g
   }
   const int64_t span = col_hi - col_lo;
   s.partial.resize(span);
-  const T divisor = sample_count<T>(bins.grid_h, bins.grid_w);
+  const T divisor = bin_divisor(bins);
   const uint8_t* plane = a.masks + a.matched[n] * a.height * a.width;
   for (int64_t ph = 0; ph < out_h; ++ph) {
     const int64_t row_lo = std::max(s.rows.begin[ph], gt.row0);

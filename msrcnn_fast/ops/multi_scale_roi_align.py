@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from msrcnn_fast.ops._rois import Boxes, as_rois, is_channels_last, pair
-from msrcnn_fast.ops.roi_align import check_int_args
+from msrcnn_fast.ops.roi_align import check_fake_args, check_int_args
 
 __all__ = ["MultiScaleRoIAlign", "multi_level_roi_align"]
 
@@ -66,8 +66,15 @@ def multi_level_roi_align(
 
 
 def _infer_scale(feature: Tensor, original_size: tuple[int, int]) -> float:
-    """Nearest power of two to feature height / image height (torchvision's heuristic)."""
-    return 2.0 ** round(math.log2(float(feature.shape[-2]) / float(original_size[0])))
+    """Nearest power of two to feature height / image height (torchvision's heuristic); from the
+    widths for a map without rows (whose boxes then pool zeros)."""
+    for size, original in zip(feature.shape[-2:], original_size):
+        if size > 0 and original > 0:
+            return 2.0 ** round(math.log2(float(size) / float(original)))
+    raise ValueError(
+        f"x: cannot infer the scale of a feature map of size {tuple(feature.shape[-2:])} for images of size "
+        f"{tuple(original_size)}"
+    )
 
 
 class MultiScaleRoIAlign(nn.Module):
@@ -152,11 +159,9 @@ def _multi_level_roi_align_fake(
     canonical_scale,
     canonical_level,
 ):
-    torch._check(len(features) > 0, lambda: "msrcnn::multi_level_roi_align: expected at least one feature map")
-    torch._check(
-        rois.dim() == 2 and rois.size(1) == 5,
-        lambda: f"msrcnn::multi_level_roi_align: expected rois [K, 5], got {rois.shape}",
-    )
+    op = "msrcnn::multi_level_roi_align"
+    torch._check_value(len(features) > 0, lambda: f"{op}: expected at least one feature map")
+    check_fake_args(op, features, [f"feature map {i}" for i in range(len(features))], rois)
     first = features[0]
     return first.new_empty((rois.size(0), first.size(1), pooled_height, pooled_width))
 

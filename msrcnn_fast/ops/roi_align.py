@@ -97,12 +97,23 @@ class RoIAlign(nn.Module):
         )
 
 
+def check_fake_args(op: str, features: list[Tensor], names: list[str], rois: Tensor) -> None:
+    """The C++ checks that need no values (csrc/ops/roi_align/roi_align_host.cpp), with its error
+    types, for the fake kernels: the meta kernel also runs where only some arguments are meta."""
+    for feature, name in zip(features, names):
+        if feature.dim() != 4:
+            raise ValueError(f"{op}: expected {name} of shape [N, C, H, W], got shape {tuple(feature.shape)}")
+        if feature.device != rois.device:
+            raise ValueError(f"{op}: expected {name} and rois on one device, got {feature.device} and {rois.device}")
+    torch._check_value(
+        rois.dim() == 2 and rois.size(1) == 5,
+        lambda: f"{op}: expected rois of shape [K, 5] (batch index, x1, y1, x2, y2), got shape {tuple(rois.shape)}",
+    )
+
+
 @torch.library.register_fake("msrcnn::roi_align")
 def _roi_align_fake(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
-    torch._check(input.dim() == 4, lambda: f"msrcnn::roi_align: expected input [N, C, H, W], got {input.shape}")
-    torch._check(
-        rois.dim() == 2 and rois.size(1) == 5, lambda: f"msrcnn::roi_align: expected rois [K, 5], got {rois.shape}"
-    )
+    check_fake_args("msrcnn::roi_align", [input], ["input"], rois)
     return input.new_empty((rois.size(0), input.size(1), pooled_height, pooled_width))
 
 

@@ -263,6 +263,8 @@ SAMPLING_RATIO_1025 = r"sampling_ratio.* \[1, 1024\] .*got 1025"
     [
         (lambda x, b: ops.multi_level_roi_align([], b, 7, []), "at least one feature map"),
         (lambda x, b: ops.multi_level_roi_align(x, b, 7, [0.25, 0.125]), "one spatial scale per feature map"),
+        (lambda x, b: ops.multi_level_roi_align(x[:2], b, 7, [0.25, float("nan")]), r"spatial_scales\[1\] = nan"),
+        (lambda x, b: ops.MultiScaleRoIAlign(["p2"], 7, 2)({"p2": x[0][:, :, :0, :0]}, b, [IMAGE]), "x: cannot infer"),
         (lambda x, b: ops.multi_level_roi_align([x[0], x[1][:, :3]], b, 7, [0.25, 0.125]), "share N and C"),
         (lambda x, b: ops.multi_level_roi_align([x[0]] * 9, b, 7, [0.25] * 9), "1 to 8 feature maps"),
         (lambda x, b: ops.MultiScaleRoIAlign(["nope"], 7, 2)({"p2": x[0]}, b, [IMAGE]), "none of the feature maps"),

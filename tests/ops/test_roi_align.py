@@ -402,7 +402,7 @@ SAMPLING_RATIO_1025 = r"sampling_ratio.* \[1, 1024\] .*got 1025"
         (lambda x: ops.roi_align(x, torch.zeros(3, 4), 7), ValueError, r"boxes: expected a Tensor\[K, 5\]"),
         (lambda x: ops.roi_align(x, [torch.zeros(3, 5)], 7), ValueError, r"boxes\[0\]: expected a Tensor\[L, 4\]"),
         (lambda x: ops.roi_align(x, "boxes", 7), TypeError, "boxes: expected"),
-        (lambda x: ops.roi_align(x[0], torch.zeros(1, 5), 7), ValueError, "feature map 0 of shape"),
+        (lambda x: ops.roi_align(x[0], torch.zeros(1, 5), 7), ValueError, "expected input of shape"),
         (lambda x: ops.roi_align(x.long(), torch.zeros(1, 5), 7), TypeError, "floating-point"),
         (lambda x: ops.roi_align(x, torch.zeros(1, 5, dtype=torch.long), 7), TypeError, "rois"),
         (lambda x: ops.roi_align(x, torch.tensor([[2.0, 0, 0, 4, 4]]), 7), ValueError, r"rois\[0, 0\] = 2"),
@@ -426,7 +426,11 @@ SAMPLING_RATIO_1025 = r"sampling_ratio.* \[1, 1024\] .*got 1025"
             r"sampling_ratio: .* \[1, 1024\] .*got 1180591620717411303424",
         ),
         (lambda x: ops.roi_align(x, torch.zeros(1, 5), (1, 2, 3)), ValueError, "output_size"),
-        (lambda x: ops.roi_align(x, torch.zeros(1, 5), 7, spatial_scale=-1.0), ValueError, "spatial scales"),
+        (
+            lambda x: ops.roi_align(x, torch.zeros(1, 5), 7, spatial_scale=-1.0),
+            ValueError,
+            "expected a positive, finite spatial_scale",
+        ),
     ],
 )
 def test_bad_input(call, error, match):

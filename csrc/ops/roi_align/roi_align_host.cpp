@@ -21,9 +21,16 @@ void check_params(const RoIAlignParams& params, size_t num_levels, const char* o
   TORCH_CHECK_VALUE(
       params.spatial_scales.size() == num_levels, op, ": expected one spatial scale per feature map (",
       num_levels, "), got ", params.spatial_scales.size());
-  for (double scale : params.spatial_scales) {
-    TORCH_CHECK_VALUE(
-        std::isfinite(scale) && scale > 0, op, ": expected positive, finite spatial scales, got ", scale);
+  for (size_t i = 0; i < params.spatial_scales.size(); ++i) {
+    const double scale = params.spatial_scales[i];
+    if (params.multi_level) {
+      TORCH_CHECK_VALUE(
+          std::isfinite(scale) && scale > 0, op, ": expected positive, finite spatial_scales, got spatial_scales[",
+          i, "] = ", scale);
+    } else {
+      TORCH_CHECK_VALUE(
+          std::isfinite(scale) && scale > 0, op, ": expected a positive, finite spatial_scale, got ", scale);
+    }
   }
   const PoolParams& pool = params.pool;
   TORCH_CHECK_VALUE(
@@ -64,8 +71,12 @@ void check_forward_args(at::TensorList features, const at::Tensor& rois, const R
   const at::Tensor& first = features[0];
   for (size_t i = 0; i < features.size(); ++i) {
     const at::Tensor& f = features[i];
-    TORCH_CHECK_VALUE(
-        f.dim() == 4, op, ": expected feature map ", i, " of shape [N, C, H, W], got shape ", f.sizes());
+    if (params.multi_level) {
+      TORCH_CHECK_VALUE(
+          f.dim() == 4, op, ": expected feature map ", i, " of shape [N, C, H, W], got shape ", f.sizes());
+    } else {
+      TORCH_CHECK_VALUE(f.dim() == 4, op, ": expected input of shape [N, C, H, W], got shape ", f.sizes());
+    }
     check_floating(f, op, "input");
     TORCH_CHECK_TYPE(
         f.scalar_type() == first.scalar_type(), op, ": expected all feature maps of one dtype, got ",

@@ -18,6 +18,7 @@ struct RoIAlignParams {
   PoolParams pool;
   int64_t canonical_scale;
   int64_t canonical_level;
+  bool multi_level;  // the multi-level op (its errors name feature maps and spatial_scales[i])
 };
 
 // Raises a clear error for anything the kernels cannot take. Devices are checked for
@@ -40,11 +41,19 @@ inline RoIAlignParams make_params(
     int64_t pooled_width,
     int64_t sampling_ratio,
     bool aligned,
-    int64_t canonical_scale = 224,
-    int64_t canonical_level = 4) {
+    int64_t canonical_scale,
+    int64_t canonical_level) {
   return RoIAlignParams{
       std::move(spatial_scales), PoolParams{pooled_height, pooled_width, sampling_ratio, aligned}, canonical_scale,
-      canonical_level};
+      canonical_level, /*multi_level=*/true};
+}
+
+// The single-level op's: one map (its errors name input and spatial_scale), no level mapping.
+inline RoIAlignParams single_level_params(
+    double spatial_scale, int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio, bool aligned) {
+  RoIAlignParams params = make_params({spatial_scale}, pooled_height, pooled_width, sampling_ratio, aligned, 224, 4);
+  params.multi_level = false;
+  return params;
 }
 
 // Coordinates and sums are computed in double for double features, float otherwise.
@@ -141,7 +150,7 @@ at::Tensor roi_align_op(
     int64_t sampling_ratio,
     bool aligned) {
   return forward(
-      {input}, rois, make_params({spatial_scale}, pooled_height, pooled_width, sampling_ratio, aligned),
+      {input}, rois, single_level_params(spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned),
       "msrcnn::roi_align");
 }
 
@@ -160,7 +169,7 @@ at::Tensor roi_align_backward_op(
     bool aligned,
     bool channels_last) {
   return backward(
-      grad, rois, make_params({spatial_scale}, pooled_height, pooled_width, sampling_ratio, aligned), batch_size,
+      grad, rois, single_level_params(spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned), batch_size,
       channels, {height}, {width}, channels_last, "msrcnn::_roi_align_backward")[0];
 }
 

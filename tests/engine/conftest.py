@@ -75,6 +75,13 @@ TINY_MODEL = {
 }
 
 
+def write_config(tmp_path, text):
+    """Writes the YAML `text` to tmp_path/c.yaml; returns its path."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
 def tiny_config(path, root, output_dir, *, model=None, solver=None, data=None):
     """Writes a config for the tiny model on the rectangles dataset; returns its path."""
     config = {

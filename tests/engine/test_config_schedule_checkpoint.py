@@ -8,19 +8,14 @@ from msrcnn_fast.engine import checkpoint as ckpt
 from msrcnn_fast.engine.config import ConfigError, load_config
 from msrcnn_fast.engine.lr_schedule import WarmupMultiStepLR, warmup_multistep_factor
 from msrcnn_fast.engine.rng import capture_rng_state, restore_rng_state
+from tests.engine.conftest import write_config
 
 MINIMAL = "model: {name: msrcnn_resnet50_fpn}\nsolver: {max_iter: 10}\n"
 
 
-def write(tmp_path, text):
-    path = tmp_path / "c.yaml"
-    path.write_text(text)
-    return path
-
-
 def test_defaults_file_and_overrides_in_that_order(tmp_path):
     cfg = load_config(
-        write(tmp_path, MINIMAL + "data: {num_workers: 4}\n"), ["solver.base_lr=0.01", "data.num_workers=1"]
+        write_config(tmp_path, MINIMAL + "data: {num_workers: 4}\n"), ["solver.base_lr=0.01", "data.num_workers=1"]
     )
     assert cfg.solver.max_iter == 10 and cfg.solver.base_lr == 0.01 and cfg.data.num_workers == 1
     assert cfg.solver.momentum == 0.9 and cfg.solver.weight_decay == 1e-4  # defaults
@@ -28,14 +23,14 @@ def test_defaults_file_and_overrides_in_that_order(tmp_path):
 
 
 def test_model_keys_are_free_other_unknown_keys_are_errors(tmp_path):
-    cfg = load_config(write(tmp_path, MINIMAL), ["model.mask_conv_dim=64", "model.soft_nms=true"])
+    cfg = load_config(write_config(tmp_path, MINIMAL), ["model.mask_conv_dim=64", "model.soft_nms=true"])
     assert cfg.model.mask_conv_dim == 64 and cfg.model.soft_nms is True
     with pytest.raises(
         ConfigError, match=r"override 'solver.bse_lr=1': unknown key 'solver.bse_lr' \(known here: .*solver.base_lr"
     ):
-        load_config(write(tmp_path, MINIMAL), ["solver.bse_lr=1"])
+        load_config(write_config(tmp_path, MINIMAL), ["solver.bse_lr=1"])
     with pytest.raises(ConfigError, match=r"c.yaml: unknown key 'trainer'"):
-        load_config(write(tmp_path, MINIMAL + "trainer: {}\n"))
+        load_config(write_config(tmp_path, MINIMAL + "trainer: {}\n"))
 
 
 @pytest.mark.parametrize(
@@ -55,7 +50,7 @@ def test_model_keys_are_free_other_unknown_keys_are_errors(tmp_path):
 )
 def test_bad_configs_are_named(tmp_path, text, overrides, message):
     with pytest.raises(ConfigError, match=message):
-        load_config(write(tmp_path, text), overrides)
+        load_config(write_config(tmp_path, text), overrides)
 
 
 def test_a_missing_config_file(tmp_path):

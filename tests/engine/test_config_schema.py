@@ -9,7 +9,7 @@ from msrcnn_fast.engine.config import DEFAULTS, SCHEMA, ConfigError, Section, Va
 from msrcnn_fast.evaluate import main as evaluate_main
 from msrcnn_fast.predict import main as predict_main
 from msrcnn_fast.train import main as train_main
-from tests.engine.conftest import tiny_config
+from tests.engine.conftest import tiny_config, write_config
 
 MINIMAL = "model: {name: msrcnn_resnet18_fpn}\nsolver: {max_iter: 10}\n"
 
@@ -153,28 +153,23 @@ def test_demo_checks_the_shapes_section_before_generating(tmp_path, capsys):
     assert not root.exists()
 
 
-def write(tmp_path, text):
-    path = tmp_path / "c.yaml"
-    path.write_text(text)
-    return path
-
-
 def test_floats_accept_ints_and_numeric_strings(tmp_path):
     # PyYAML (YAML 1.1) reads 1e-3 as the string '1e-3': a float key takes it as 0.001
     cfg = load_config(
-        write(tmp_path, MINIMAL + "data: {hflip_prob: 1}\n"),
+        write_config(tmp_path, MINIMAL + "data: {hflip_prob: 1}\n"),
         ["solver.base_lr=1e-3", "solver.weight_decay=5E-5", "solver.momentum=0", "model.maskiou_tau=2.5e-1"],
     )
     assert cfg.solver.base_lr == 0.001 and isinstance(cfg.solver.base_lr, float)
     assert cfg.solver.weight_decay == 5e-5 and cfg.model.maskiou_tau == 0.25
     assert cfg.solver.momentum == 0 and cfg.data.hflip_prob == 1
-    cfg = load_config(write(tmp_path, "model: {name: msrcnn_resnet18_fpn}\nsolver: {max_iter: 1, base_lr: 1e-3}\n"))
+    text = "model: {name: msrcnn_resnet18_fpn}\nsolver: {max_iter: 1, base_lr: 1e-3}\n"
+    cfg = load_config(write_config(tmp_path, text))
     assert cfg.solver.base_lr == 0.001
 
 
 def test_good_values_pass_unchanged(tmp_path):
     cfg = load_config(
-        write(tmp_path, MINIMAL),
+        write_config(tmp_path, MINIMAL),
         [
             "solver.grad_clip_norm=10",
             "solver.lr_steps=[3, 8, 20]",  # a step past max_iter never takes effect (a shortened schedule)
@@ -192,14 +187,15 @@ def test_good_values_pass_unchanged(tmp_path):
     assert cfg.solver.lr_steps == [3, 8, 20] and cfg.data.train_min_size == [48, 56]
     assert cfg.data.shapes == {"train": 4, "val": 2, "seed": 0, "min_size": 224, "max_size": 320}  # defaults
     assert cfg.model.anchor_sizes == [[32], [64]] and cfg.model.image_mean == [0.5, 0.5, 0.5]
-    cfg = load_config(write(tmp_path, "model: {name: msrcnn_resnet50_fpn}\nsolver: {epochs: 2.5, lr_step_epochs: [2]}"))
+    text = "model: {name: msrcnn_resnet50_fpn}\nsolver: {epochs: 2.5, lr_step_epochs: [2]}"
+    cfg = load_config(write_config(tmp_path, text))
     assert cfg.solver.epochs == 2.5
 
 
 def test_a_factory_that_needs_an_argument_gets_it_from_the_config(tmp_path):
     with pytest.raises(ConfigError, match=r"model.depth must be set \(mask_scoring_rcnn requires it\)"):
-        load_config(write(tmp_path, "model: {name: mask_scoring_rcnn}\nsolver: {max_iter: 1}\n"))
-    assert load_config(write(tmp_path, "model: {name: mask_scoring_rcnn, depth: 18}\nsolver: {max_iter: 1}\n"))
+        load_config(write_config(tmp_path, "model: {name: mask_scoring_rcnn}\nsolver: {max_iter: 1}\n"))
+    assert load_config(write_config(tmp_path, "model: {name: mask_scoring_rcnn, depth: 18}\nsolver: {max_iter: 1}\n"))
 
 
 def test_the_schema_covers_every_default():

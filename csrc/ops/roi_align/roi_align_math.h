@@ -266,6 +266,25 @@ HOST_DEVICE_INLINE bool bilinear_tap(
   return true;
 }
 
+// Calls visit(tap) for each sample of bin (ph, pw) that lands on level `level`'s map, in
+// torchvision's order (rows, then columns), over the bin's samples_on_axis ranges ys and xs:
+// the one sample loop of the element bodies and of the CPU kernels' tap tables.
+template <typename T, typename Visit>
+HOST_DEVICE_INLINE void for_each_tap(
+    const RoIBins<T>& bins, int64_t ph, int64_t pw, SampleRange ys, SampleRange xs, const LevelTable<T>& lv,
+    int level, Visit&& visit) {
+  for (int iy = ys.begin; iy < ys.end; ++iy) {
+    const T y = sample_coord(bins.start_h, ph, bins.bin_h, iy, bins.grid_h);
+    for (int ix = xs.begin; ix < xs.end; ++ix) {
+      const T x = sample_coord(bins.start_w, pw, bins.bin_w, ix, bins.grid_w);
+      Tap<T> tap;
+      if (bilinear_tap(y, x, lv.height[level], lv.width[level], lv.stride_h[level], lv.stride_w[level], tap)) {
+        visit(tap);
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Element bodies: one output element (forward) or one grad_output element (backward) per
 // call, as a function of its flat index in [K, C, pooled_h, pooled_w]. The CUDA kernels
@@ -297,19 +316,10 @@ HOST_DEVICE_INLINE T forward_element(int64_t index, const ForwardArgs<scalar_t, 
   const SampleRange ys = samples_on_axis(bins.start_h, ph, bins.bin_h, bins.grid_h, lv.height[level]);
   const SampleRange xs = samples_on_axis(bins.start_w, pw, bins.bin_w, bins.grid_w, lv.width[level]);
   T sum = 0;
-  for (int iy = ys.begin; iy < ys.end; ++iy) {
-    const T y = sample_coord(bins.start_h, ph, bins.bin_h, iy, bins.grid_h);
-    for (int ix = xs.begin; ix < xs.end; ++ix) {
-      const T x = sample_coord(bins.start_w, pw, bins.bin_w, ix, bins.grid_w);
-      Tap<T> tap;
-      if (bilinear_tap(y, x, lv.height[level], lv.width[level], lv.stride_h[level], lv.stride_w[level], tap)) {
-        sum += tap.weight[0] * static_cast<T>(plane[tap.offset[0]]) +
-            tap.weight[1] * static_cast<T>(plane[tap.offset[1]]) +
-            tap.weight[2] * static_cast<T>(plane[tap.offset[2]]) +
-            tap.weight[3] * static_cast<T>(plane[tap.offset[3]]);
-      }
-    }
-  }
+  for_each_tap(bins, ph, pw, ys, xs, lv, level, [&](const Tap<T>& tap) {
+    sum += tap.weight[0] * static_cast<T>(plane[tap.offset[0]]) + tap.weight[1] * static_cast<T>(plane[tap.offset[1]]) +
+        tap.weight[2] * static_cast<T>(plane[tap.offset[2]]) + tap.weight[3] * static_cast<T>(plane[tap.offset[3]]);
+  });
   return sum / bin_divisor(bins);
 }
 
@@ -348,18 +358,11 @@ HOST_DEVICE_INLINE void backward_element(int64_t index, const BackwardArgs<grad_
                                                  ph * args.grad_stride[2] + pw * args.grad_stride[3]]) /
       bin_divisor(bins);
   T* plane = args.grad_features[level] + batch * lv.stride_n[level] + c * lv.stride_c[level];
-  for (int iy = ys.begin; iy < ys.end; ++iy) {
-    const T y = sample_coord(bins.start_h, ph, bins.bin_h, iy, bins.grid_h);
-    for (int ix = xs.begin; ix < xs.end; ++ix) {
-      const T x = sample_coord(bins.start_w, pw, bins.bin_w, ix, bins.grid_w);
-      Tap<T> tap;
-      if (bilinear_tap(y, x, lv.height[level], lv.width[level], lv.stride_h[level], lv.stride_w[level], tap)) {
-        for (int t = 0; t < 4; ++t) {
-          add(plane + tap.offset[t], grad * tap.weight[t]);
-        }
-      }
+  for_each_tap(bins, ph, pw, ys, xs, lv, level, [&](const Tap<T>& tap) {
+    for (int t = 0; t < 4; ++t) {
+      add(plane + tap.offset[t], grad * tap.weight[t]);
     }
-  }
+  });
 }
 
 }  // namespace msrcnn::roi_align

@@ -89,17 +89,7 @@ struct RoITaps {
         ys = samples_on_axis(bins.start_h, ph, bins.bin_h, bins.grid_h, lv.height[level]);
       }
       bin_begin.push_back(static_cast<int64_t>(taps.size()));
-      const SampleRange xs = columns[pw];
-      for (int iy = ys.begin; iy < ys.end; ++iy) {
-        const T y = sample_coord(bins.start_h, ph, bins.bin_h, iy, bins.grid_h);
-        for (int ix = xs.begin; ix < xs.end; ++ix) {
-          const T x = sample_coord(bins.start_w, pw, bins.bin_w, ix, bins.grid_w);
-          Tap<T> tap;
-          if (bilinear_tap(y, x, lv.height[level], lv.width[level], lv.stride_h[level], lv.stride_w[level], tap)) {
-            taps.push_back(tap);
-          }
-        }
-      }
+      for_each_tap(bins, ph, pw, ys, columns[pw], lv, level, [&](const Tap<T>& tap) { taps.push_back(tap); });
       ++pw;
     }
     bin_begin.push_back(static_cast<int64_t>(taps.size()));

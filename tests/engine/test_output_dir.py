@@ -3,6 +3,7 @@ nothing written) unless told to --resume it or to --overwrite it; torchrun's ran
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -203,6 +204,9 @@ def test_every_ddp_rank_refuses_and_none_hangs(tmp_path, rectangles_root):
     )
     assert ddp.returncode != 0
     assert ddp.stderr.count(f"output_dir {out} holds a run") == 1, ddp.stderr[-3000:]  # printed by rank 0 only
-    assert ddp.stderr.count("exitcode  : 2") == 2, ddp.stderr[-3000:]  # both ranks: the error, not a kill
+    # Every rank stops on the error (exit code 2); torchrun sends SIGTERM (-15) to a rank still
+    # shutting down once another has exited, so a rank may end either way, but not by a timeout.
+    codes = re.findall(r"exitcode  : (-?\d+)", ddp.stderr)
+    assert "2" in codes and set(codes) <= {"2", "-15"}, ddp.stderr[-3000:]
     assert f'File "{os.path.join(REPO, "msrcnn_fast")}' not in ddp.stderr  # no traceback of ours
     assert snapshot(out) == files

@@ -3,7 +3,7 @@
 Implicit GEMM on channels-last activations, float32 accumulation (float32, float16 and bfloat16
 inputs). With ``Ho = (H - 1) // stride + 1``:
 
-- forward ``y = relu(conv(x, w) + b)``: M = N*Ho*Wo output pixels, N = Cout, K = 9*Cin;
+- forward ``y = relu?(conv(x, w) + b)`` (ReLU optional): M = N*Ho*Wo output pixels, N = Cout, K = 9*Cin;
 - backward input ``dx = conv_transpose(g, w)``: M = input pixels, N = Cin, K = taps*Cout.
   Stride 2 splits the input pixels into 4 parity classes (sub-pixel convolution), each with only
   the 1, 2 or 4 taps that reach it: no masked-out multiply-adds;
@@ -28,10 +28,11 @@ would cost 25 % and leave the 257-channel rows unaligned (unaligned rows cost 30
 per thread in these kernels, from the compiler's sm_90 register counts). The input gradient
 is written with the same padded strides, the weight gradient's partials likewise.
 
-The launchers (``conv3x3_forward``, ``conv3x3_backward_input``, ``conv3x3_backward_weight``) take
-tensors on a CUDA device, or CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1``),
-and launch through ``torch.library.wrap_triton`` so that torch.compile and torch.export see the
-kernels. Autotuning: ``forward_configs()`` and friends list the configs;
+The launchers (``conv3x3_forward``, ``conv3x3_backward_input``, ``conv3x3_backward_weight``) are
+the CUDA kernels of the ``msrcnn::conv3x3`` ops (registered in msrcnn_fast/ops/conv3x3.py). They
+take tensors on a CUDA device, or CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1``:
+how the tests run them here), and launch through ``torch.library.wrap_triton`` (a plain launch
+in eager mode; traceable where a caller wraps them in a ``triton_op``). Autotuning: ``forward_configs()`` and friends list the configs;
 ``MSRCNN_TRITON_AUTOTUNE=0`` turns autotuning off and uses ``default_config(...)``.
 """
 
@@ -121,6 +122,7 @@ def _conv3x3_forward_kernel(
     C_TAIL: tl.constexpr,
     STRIDE: tl.constexpr,
     HAS_BIAS: tl.constexpr,
+    RELU: tl.constexpr,
     PRECISION: tl.constexpr,
     DOT_IN_F32: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -189,7 +191,8 @@ def _conv3x3_forward_kernel(
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
         acc = acc + bias[None, :]
-    acc = tl.where(acc > 0, acc, 0.0)
+    if RELU:
+        acc = tl.where(acc > 0, acc, 0.0)
     y_ptrs = y_ptr + (img * syn + oh * syh + ow * syw)[:, None] + offs_n[None, :] * syc
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
 
@@ -777,9 +780,10 @@ def conv3x3_forward(
     bias: torch.Tensor | None,
     stride: int,
     *,
+    relu: bool = True,
     config: triton.Config | None = None,
 ) -> torch.Tensor:
-    """relu(conv2d(x, weight, bias, stride, padding=1)), channels-last, in x's dtype.
+    """relu?(conv2d(x, weight, bias, stride, padding=1)), channels-last, in x's dtype.
 
     x: [N, Cin, H, W] (any layout), weight: [Cout, Cin, 3, 3], bias: [Cout] or None.
     ``config``: run this config instead of autotuning (tests, experiments).
@@ -793,7 +797,9 @@ def conv3x3_forward(
     if m == 0 or c_out == 0:
         return y
     if c_in == 0:
-        return y.copy_(torch.relu(bias).view(1, -1, 1, 1).expand_as(y)) if bias is not None else y.zero_()
+        if bias is None:
+            return y.zero_()
+        return y.copy_((torch.relu(bias) if relu else bias).view(1, -1, 1, 1).expand_as(y))
     x = _padded_channels_last(x)
     weight = _padded_channels_last(weight)
     _check_index_range(x, y)
@@ -808,7 +814,7 @@ def conv3x3_forward(
         m, h, w, ho, wo, _m_bucket(m),
         *_nhwc_strides(x), *_whwc_strides(weight), *_nhwc_strides(y),
         C_OUT=c_out, C_MAIN=c_main, C_TAIL=c_tail, STRIDE=stride, HAS_BIAS=bias is not None,
-        PRECISION=_dot_precision(x.dtype), DOT_IN_F32=_dot_in_f32(x.dtype), **kwargs,
+        RELU=relu, PRECISION=_dot_precision(x.dtype), DOT_IN_F32=_dot_in_f32(x.dtype), **kwargs,
     )  # fmt: skip
     return y
 

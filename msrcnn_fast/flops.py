@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=3, help="module nesting depth of the table (1 = top modules)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    model = getattr(models, args.model)(num_classes=args.num_classes, box_score_thresh=0.0, conv_backend="aten")
+    model = getattr(models, args.model)(num_classes=args.num_classes, box_score_thresh=0.0, exact_aten_convs=True)
     image = torch.rand(3, args.height, args.width)
     by_module = macs_by_module(model, image, args.depth + 2)
     print(f"{args.model}: one {args.height}x{args.width} image, eval, 100 detections (random weights)")

@@ -422,9 +422,10 @@ def validate(cfg, source, origins=None):
 # ---------------------------------------------------------------------------------------------
 # The model section: the factory's keyword arguments.
 
-# The msrcnn_resnet*_fpn factories pass their **kwargs on to this function of msrcnn_fast.model
-# (model/factories.py); its keyword arguments with a default are theirs too.
-FORWARDED_TO = "mask_scoring_rcnn"
+# Where a factory's **kwargs go, in turn (model/factories.py): msrcnn_resnet18_fpn's to
+# msrcnn_resnet_fpn, whose **options go to mask_scoring_rcnn. Their keyword arguments with a
+# default are the factory's too.
+FORWARDED_TO = ("msrcnn_resnet_fpn", "mask_scoring_rcnn")
 SUPPLIED_BY_ENGINE = ("num_classes",)  # from the training set's categories
 
 
@@ -440,21 +441,23 @@ def model_factory(name):
 
 def factory_keywords(factory):
     """{name: inspect.Parameter} of the keyword arguments `factory` accepts (including those
-    its **kwargs forward to FORWARDED_TO); None if it accepts any keyword (a test's stand-in)."""
+    its **kwargs forward along FORWARDED_TO); None if it accepts any keyword."""
     import msrcnn_fast.model as models
 
-    parameters = inspect.signature(factory, eval_str=True).parameters
-    keywords = {n: p for n, p in parameters.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-    if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
-        forwarded = getattr(models, FORWARDED_TO, None)
-        if forwarded is None or forwarded is factory:
-            return None
-        for n, p in inspect.signature(forwarded, eval_str=True).parameters.items():
-            if p.default is p.empty or p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
-                continue  # a required argument of the target: the factory supplies it (depth)
+    chain = [factory] + [getattr(models, name) for name in FORWARDED_TO if getattr(models, name) is not factory]
+    keywords = {}
+    for depth, function in enumerate(chain):
+        parameters = inspect.signature(function, eval_str=True).parameters
+        for n, p in parameters.items():
+            if p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+                continue
+            if depth > 0 and p.default is p.empty:
+                continue  # a required argument of a target: the caller supplies it (depth, backbone)
             if n not in keywords or keywords[n].annotation is p.empty:
                 keywords[n] = p
-    return keywords
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+            return keywords
+    return None
 
 
 def check_model_section(model, where):

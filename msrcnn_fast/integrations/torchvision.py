@@ -5,11 +5,11 @@
 - ``add_mask_scoring(tv_model)``: patches tv_model in place: our RoIAlign, NMS and mask pasting
   kernels swapped in, and a MaskIoU head added; tv_model then returns mask_scores too.
 - ``torchvision_to_msrcnn_state_dict``: a torchvision Mask R-CNN state_dict renamed for
-  msrcnn_fast's own ResNet-FPN models (msrcnn_resnet50_fpn, ...).
+  msrcnn_fast's own ResNet-FPN models (msrcnn_resnet50_fpn, ...); it lives in
+  msrcnn_fast/model/torchvision_weights.py, which the model's weight loading uses.
 """
 
 import copy
-import re
 
 from torch import Tensor, nn
 from torchvision.models.detection.mask_rcnn import MaskRCNN
@@ -19,6 +19,7 @@ from msrcnn_fast.model.maskiou_head import MaskIoUHead
 from msrcnn_fast.model.rcnn import MaskScoringRCNN
 from msrcnn_fast.model.roi_heads import MaskScoringRoIHeads
 from msrcnn_fast.model.rpn import ProposalNetwork
+from msrcnn_fast.model.torchvision_weights import is_torchvision_state_dict, torchvision_to_msrcnn_state_dict
 from msrcnn_fast.model.transform import DetectionTransform
 from msrcnn_fast.ops import MultiScaleRoIAlign
 
@@ -79,9 +80,8 @@ def add_mask_scoring(
     old = tv_model.roi_heads
     num_classes = old.box_predictor.cls_score.out_features
     roi_channels = old.mask_head[0][0].in_channels if isinstance(old.mask_head, nn.Sequential) else 256
-    tv_model.rpn.__class__ = ProposalNetwork
-    tv_model.transform.__class__ = DetectionTransform
-    tv_model.transform.channels_last = channels_last
+    tv_model.rpn = ProposalNetwork.from_torchvision(tv_model.rpn)
+    tv_model.transform = DetectionTransform.from_torchvision(tv_model.transform, channels_last=channels_last)
     maskiou_head = MaskIoUHead(
         num_classes=num_classes, in_channels=roi_channels + 1, conv_dim=maskiou_conv_dim, fc_dim=maskiou_fc_dim
     )
@@ -115,21 +115,3 @@ def from_torchvision(tv_model: MaskRCNN, **options) -> MaskScoringRCNN:
         backbone=patched.backbone, rpn=patched.rpn, roi_heads=patched.roi_heads, transform=patched.transform
     )
     return model.train(tv_model.training)
-
-
-def is_torchvision_state_dict(state: dict[str, Tensor]) -> bool:
-    return any(k.startswith("roi_heads.mask_predictor.") for k in state)
-
-
-def torchvision_to_msrcnn_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Renames torchvision's mask head and predictor keys to MaskHead's; the rest is shared."""
-    renamed = {}
-    for key, value in state.items():
-        key = re.sub(r"^roi_heads\.mask_head\.(\d+)\.0\.", r"roi_heads.mask_head.convs.\1.", key)
-        key = re.sub(
-            r"^roi_heads\.mask_head\.mask_fcn(\d+)\.", lambda m: f"roi_heads.mask_head.convs.{int(m[1]) - 1}.", key
-        )
-        key = key.replace("roi_heads.mask_predictor.conv5_mask.", "roi_heads.mask_head.deconv.")
-        key = key.replace("roi_heads.mask_predictor.mask_fcn_logits.", "roi_heads.mask_head.predictor.")
-        renamed[key] = value
-    return renamed

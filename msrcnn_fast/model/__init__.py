@@ -6,6 +6,7 @@ from msrcnn_fast.model.factories import (
     msrcnn_resnet50_fpn,
     msrcnn_resnet101_dcn_fpn,
     msrcnn_resnet101_fpn,
+    msrcnn_resnet_fpn,
 )
 from msrcnn_fast.model.mask_head import MaskHead
 from msrcnn_fast.model.maskiou_head import MaskIoUHead
@@ -22,4 +23,5 @@ __all__ = [
     "msrcnn_resnet50_fpn",
     "msrcnn_resnet101_dcn_fpn",
     "msrcnn_resnet101_fpn",
+    "msrcnn_resnet_fpn",
 ]

@@ -25,7 +25,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FrozenBatchNorm2d, deform_conv2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-__all__ = ["DeformableConv2d", "fold_frozen_batchnorm", "fpn_norm_layer_of", "norm_layer_of", "resnet_fpn_backbone"]
+__all__ = ["DeformableConv2d", "fpn_norm_layer_of", "norm_layer_of", "resnet_fpn_backbone"]
 
 RESNETS = {18: resnet.resnet18, 34: resnet.resnet34, 50: resnet.resnet50, 101: resnet.resnet101}
 NORMS = ("frozen_bn", "bn", "gn")
@@ -67,48 +67,6 @@ class DeformableConv2d(nn.Module):
         return deform_conv2d(
             x, self.offset(x), self.weight, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation
         )
-
-
-class _ConvFrozenBN(nn.Conv2d):
-    """A convolution followed by its FrozenBatchNorm2d, computed as one convolution.
-
-    conv(x, W) * scale + shift == conv(x, W * scale) + shift, exactly, in training as in
-    evaluation (the normalisation's statistics and affine parameters are frozen buffers), so
-    the map is written once instead of three times. The parameters and the state_dict are
-    unchanged: the norm stays in its place (as an identity) and keeps its buffers.
-    """
-
-    frozen_bn: FrozenBatchNorm2d
-
-    def forward(self, x: Tensor) -> Tensor:
-        bn = self.frozen_bn
-        scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
-        shift = bn.bias - bn.running_mean * scale
-        bias = shift if self.bias is None else shift + self.bias * scale
-        return self._conv_forward(x, self.weight * scale.reshape(-1, 1, 1, 1), bias)
-
-
-class _FoldedFrozenBN(FrozenBatchNorm2d):
-    """A FrozenBatchNorm2d whose work the preceding convolution does (see _ConvFrozenBN)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x
-
-
-def fold_frozen_batchnorm(body: resnet.ResNet) -> None:
-    """Folds every FrozenBatchNorm2d of a torchvision ResNet into the convolution before it."""
-    pairs = [(body.conv1, body.bn1)]
-    for stage in (body.layer1, body.layer2, body.layer3, body.layer4):
-        for block in stage:
-            names = [i for i in (1, 2, 3) if hasattr(block, f"bn{i}")]
-            pairs += [(getattr(block, f"conv{i}"), getattr(block, f"bn{i}")) for i in names]
-            if block.downsample is not None:
-                pairs.append((block.downsample[0], block.downsample[1]))
-    for conv, bn in pairs:
-        if type(conv) is nn.Conv2d and type(bn) is FrozenBatchNorm2d:
-            conv.__class__ = _ConvFrozenBN
-            object.__setattr__(conv, "frozen_bn", bn)  # a reference, not a submodule: no new state
-            bn.__class__ = _FoldedFrozenBN
 
 
 def _deformable_stages(body: resnet.ResNet, stages: Sequence[int]) -> None:
@@ -169,7 +127,6 @@ def resnet_fpn_backbone(
         if missing or unexpected:
             raise ValueError(f"{weights_path}: not a ResNet-{depth} state_dict (missing {missing[:5]}, ...)")
     _deformable_stages(body, deformable_stages)
-    fold_frozen_batchnorm(body)
     trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
     if trainable_layers == 5:
         trainable.append("bn1")

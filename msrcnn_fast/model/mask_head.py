@@ -3,8 +3,7 @@
 import torch
 from torch import Tensor, nn
 
-from msrcnn_fast.model.conv_backend import ConvBackendMixin
-from msrcnn_fast.ops.conv3x3 import Conv3x3ReLU
+from msrcnn_fast.ops import Conv3x3
 
 __all__ = ["MaskHead", "class_mask_logits"]
 
@@ -59,7 +58,7 @@ class _ClassMaskLogits(torch.autograd.Function):
         return grad_features, grad_weight, grad_bias
 
 
-class MaskHead(ConvBackendMixin, nn.Module):
+class MaskHead(nn.Module):
     """Per-class mask logits at twice the RoI resolution.
 
     Input: [N, in_channels, R, R] RoI features (R = 14). Layers: num_convs x (conv3x3 -> conv_dim
@@ -70,10 +69,7 @@ class MaskHead(ConvBackendMixin, nn.Module):
         num_classes: classes including the background (81 for COCO).
         in_channels: channels of the RoI features.
         conv_dim: width of the convs and the transposed conv.
-        num_convs: number of 3x3 convs (4 in Mask R-CNN).
-        conv_backend: 'auto' (Triton kernels on CUDA tensors, Winograd on the CPU), 'triton',
-            'winograd' or 'aten' (see msrcnn_fast.ops.conv3x3_bias_relu),
-            for the 3x3 convs. Settable later through the ``conv_backend`` attribute.
+        num_convs: number of 3x3 convs (4 in Mask R-CNN), msrcnn_fast.ops.Conv3x3 with ReLU.
 
     Init (as torchvision's MaskRCNNHeads and MaskRCNNPredictor): every conv Kaiming normal
     (fan_out, ReLU), biases 0.
@@ -86,7 +82,6 @@ class MaskHead(ConvBackendMixin, nn.Module):
         in_channels: int = 256,
         conv_dim: int = 256,
         num_convs: int = 4,
-        conv_backend: str = "auto",
     ):
         super().__init__()
         for name, value in [("num_classes", num_classes), ("in_channels", in_channels), ("conv_dim", conv_dim)]:
@@ -96,10 +91,9 @@ class MaskHead(ConvBackendMixin, nn.Module):
             raise ValueError(f"num_convs: expected an int >= 0, got {num_convs!r}")
         self.in_channels = in_channels
         widths = [in_channels] + [conv_dim] * num_convs
-        self.convs = nn.Sequential(*(Conv3x3ReLU(a, b) for a, b in zip(widths, widths[1:])))
+        self.convs = nn.Sequential(*(Conv3x3(a, b, relu=True) for a, b in zip(widths, widths[1:])))
         self.deconv = nn.ConvTranspose2d(widths[-1], conv_dim, 2, stride=2)
         self.predictor = nn.Conv2d(conv_dim, num_classes, 1)
-        self.conv_backend = conv_backend
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -3,13 +3,12 @@
 import torch
 from torch import Tensor, nn
 
-from msrcnn_fast.model.conv_backend import ConvBackendMixin
-from msrcnn_fast.ops.conv3x3 import Conv3x3ReLU
+from msrcnn_fast.ops import Conv3x3
 
 __all__ = ["MaskIoUHead"]
 
 
-class MaskIoUHead(ConvBackendMixin, nn.Module):
+class MaskIoUHead(nn.Module):
     """Predicts the IoU of each RoI's predicted mask with its ground truth, per class.
 
     Input: [N, in_channels, roi_size, roi_size], the RoI features of the mask branch (256
@@ -25,9 +24,6 @@ class MaskIoUHead(ConvBackendMixin, nn.Module):
         conv_dim: width of the four convs.
         fc_dim: width of the first two FCs.
         roi_size: spatial size of the input (the FC input is conv_dim x ceil(roi_size / 2)^2).
-        conv_backend: 'auto' (Triton kernels on CUDA tensors, Winograd on the CPU), 'triton',
-            'winograd' or 'aten' (see msrcnn_fast.ops.conv3x3_bias_relu).
-            Settable later through the ``conv_backend`` attribute.
 
     Init (paper code): convs Kaiming normal (fan_out, ReLU), FCs Kaiming uniform (a=1), the last
     FC normal with std 0.01, biases 0.
@@ -41,7 +37,6 @@ class MaskIoUHead(ConvBackendMixin, nn.Module):
         conv_dim: int = 256,
         fc_dim: int = 1024,
         roi_size: int = 14,
-        conv_backend: str = "auto",
     ):
         super().__init__()
         for name, value in [
@@ -56,16 +51,15 @@ class MaskIoUHead(ConvBackendMixin, nn.Module):
         self.in_channels = in_channels
         self.roi_size = roi_size
         self.convs = nn.Sequential(
-            Conv3x3ReLU(in_channels, conv_dim),
-            Conv3x3ReLU(conv_dim, conv_dim),
-            Conv3x3ReLU(conv_dim, conv_dim),
-            Conv3x3ReLU(conv_dim, conv_dim, stride=2),
+            Conv3x3(in_channels, conv_dim, relu=True),
+            Conv3x3(conv_dim, conv_dim, relu=True),
+            Conv3x3(conv_dim, conv_dim, relu=True),
+            Conv3x3(conv_dim, conv_dim, stride=2, relu=True),
         )
         pooled = (roi_size - 1) // 2 + 1
         self.fc1 = nn.Linear(conv_dim * pooled * pooled, fc_dim)
         self.fc2 = nn.Linear(fc_dim, fc_dim)
         self.predictor = nn.Linear(fc_dim, num_classes)
-        self.conv_backend = conv_backend
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

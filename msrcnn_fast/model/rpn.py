@@ -14,6 +14,25 @@ __all__ = ["ProposalNetwork", "build_rpn"]
 class ProposalNetwork(RegionProposalNetwork):
     """torchvision's RegionProposalNetwork whose per-level NMS is msrcnn_fast.ops.batched_nms."""
 
+    @classmethod
+    def from_torchvision(cls, rpn: RegionProposalNetwork) -> "ProposalNetwork":
+        """A ProposalNetwork on a torchvision RPN's anchor generator and head (the modules
+        themselves, not copies) and with its settings."""
+        new = cls(
+            rpn.anchor_generator,
+            rpn.head,
+            rpn.proposal_matcher.high_threshold,
+            rpn.proposal_matcher.low_threshold,
+            rpn.fg_bg_sampler.batch_size_per_image,
+            rpn.fg_bg_sampler.positive_fraction,
+            dict(rpn._pre_nms_top_n),
+            dict(rpn._post_nms_top_n),
+            rpn.nms_thresh,
+            score_thresh=rpn.score_thresh,
+        )
+        new.proposal_matcher, new.box_coder, new.min_size = rpn.proposal_matcher, rpn.box_coder, rpn.min_size
+        return new.train(rpn.training)
+
     def filter_proposals(
         self,
         proposals: Tensor,

@@ -25,10 +25,36 @@ class DetectionTransform(GeneralizedRCNNTransform):
     longer than wide (1x200 at min_size 64, max_size 64), whose short side rounds down to 0.
     """
 
-    mask_threshold: float = 0.5
-    # Channels-last all the way: oneDNN's and cuDNN's fast convolution layout, and the layout
-    # our RoIAlign vectorises over. (Off, the batch is NCHW as torchvision's.)
-    channels_last: bool = True
+    def __init__(
+        self,
+        min_size: int | tuple[int, ...],
+        max_size: int,
+        image_mean: list[float],
+        image_std: list[float],
+        *,
+        size_divisible: int = 32,
+        fixed_size: tuple[int, int] | None = None,
+        channels_last: bool = True,
+        mask_threshold: float = 0.5,
+    ):
+        """torchvision's arguments, and: ``channels_last``: batch the images channels-last
+        (oneDNN's and cuDNN's fast convolution layout, and the layout our RoIAlign vectorises
+        over; False: NCHW, as torchvision); ``mask_threshold``: where the pasted masks are cut."""
+        super().__init__(min_size, max_size, image_mean, image_std, size_divisible, fixed_size)
+        self.channels_last = channels_last
+        self.mask_threshold = mask_threshold
+
+    @classmethod
+    def from_torchvision(cls, transform: GeneralizedRCNNTransform, **options) -> "DetectionTransform":
+        """A DetectionTransform with a torchvision GeneralizedRCNNTransform's settings."""
+        settings = dict(size_divisible=transform.size_divisible, fixed_size=transform.fixed_size)
+        transform_options = dict(
+            min_size=transform.min_size, max_size=transform.max_size,
+            image_mean=transform.image_mean, image_std=transform.image_std,
+        )  # fmt: skip
+        new = cls(**transform_options, **(settings | options))
+        new._skip_resize = getattr(transform, "_skip_resize", False)
+        return new.train(transform.training)
 
     def batch_images(self, images: list[Tensor], size_divisible: int = 32) -> Tensor:
         batch = super().batch_images(images, size_divisible)

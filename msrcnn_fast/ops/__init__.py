@@ -1,23 +1,21 @@
 """Fast ops for Mask Scoring R-CNN, drop-in where torchvision has an equivalent."""
 
-from msrcnn_fast.ops.conv3x3 import Conv3x3ReLU, conv3x3_bias_relu
+from msrcnn_fast.ops.conv3x3 import Conv3x3, conv3x3
 from msrcnn_fast.ops.mask_pool_concat import MaskPoolConcat, mask_pool_concat
 from msrcnn_fast.ops.maskiou_targets import maskiou_targets, maskiou_targets_batched
 from msrcnn_fast.ops.multi_scale_roi_align import MultiScaleRoIAlign, multi_level_roi_align
 from msrcnn_fast.ops.nms import batched_nms, batched_soft_nms, nms, soft_nms
 from msrcnn_fast.ops.paste_masks import paste_masks
 from msrcnn_fast.ops.roi_align import RoIAlign, roi_align
-from msrcnn_fast.ops.winograd_conv3x3 import WinogradConv2d, use_winograd_conv3x3, winograd_conv3x3
 
 __all__ = [
-    "Conv3x3ReLU",
+    "Conv3x3",
     "MaskPoolConcat",
     "MultiScaleRoIAlign",
     "RoIAlign",
-    "WinogradConv2d",
     "batched_nms",
     "batched_soft_nms",
-    "conv3x3_bias_relu",
+    "conv3x3",
     "mask_pool_concat",
     "maskiou_targets",
     "maskiou_targets_batched",
@@ -26,6 +24,4 @@ __all__ = [
     "paste_masks",
     "roi_align",
     "soft_nms",
-    "use_winograd_conv3x3",
-    "winograd_conv3x3",
 ]

@@ -1,171 +1,154 @@
-"""3x3 convolution + bias + ReLU (padding 1, stride 1 or 2): the MaskIoU and mask heads' convs.
+"""3x3 convolution, padding 1, stride 1 or 2, bias and optional ReLU fused: ``msrcnn::conv3x3``.
 
-Ops (``torch.library.triton_op``, so torch.compile and torch.export see the Triton kernels):
+One op, whose kernels the dispatcher picks by device (schemas: csrc/ops/conv3x3/conv3x3.cpp):
 
-- ``msrcnn::conv3x3_bias_relu(input, weight, bias?, stride) -> output``
-- ``msrcnn::_conv3x3_backward_input(grad, weight, stride, height, width) -> grad_input``
-- ``msrcnn::_conv3x3_backward_weight(grad, input, stride) -> (grad_weight, grad_bias)``
+- CPU (csrc/ops/conv3x3/cpu): Winograd F(2x2, 3x3) at stride 1 in float32 (float16 and bfloat16
+  computed in float32, rounded once), 1.7-2.5x faster than oneDNN on the heads' and the ResNet/FPN
+  maps on a 2-core AVX2 EPYC (benchmarks/test_bench_conv3x3.py); ATen's convolution at stride 2
+  and in float64 (the reference precision).
+- CUDA (registered here): the Triton kernels of ``msrcnn_fast.kernels.conv3x3`` in float32,
+  float16 and bfloat16 (design notes: docs/triton_conv3x3.md); ATen's convolution in float64.
 
-(the backward ops take the gradient of the convolution, before the ReLU: the autograd formula
-applies the ReLU mask with ATen's ``threshold_backward`` first).
+Outputs and input gradients are channels-last; weight gradients contiguous. The backward ops
+(``_conv3x3_backward_input``, ``_conv3x3_backward_weight``) take the gradient of the convolution:
+the autograd formula applies the ReLU mask (``threshold_backward`` on the output) first, so the
+backward needs the output, not the pre-activation. Double backward is not supported.
 
-Where each runs: CUDA tensors (float32, float16, bfloat16) run the Triton kernels of
-``msrcnn_fast.kernels.conv3x3``. CPU tensors run the same Triton kernels under the Triton
-interpreter when ``TRITON_INTERPRET=1`` (read at call time: that is how the tests check the
-kernels here). Otherwise CPU float32 at stride 1 runs the Winograd F(2x2, 3x3) kernels of
-``msrcnn::winograd_conv3x3`` (forward and input gradient: 1.7-2.5x faster than oneDNN on the
-heads' [100, 256, 14, 14] maps on a 2-core AVX2 EPYC; see msrcnn_fast/ops/winograd_conv3x3.py),
-and ATen's convolution the rest (stride 2, float64, half types, other devices).
-Outputs are channels-last on every path; input gradients channels-last (on the Triton path each
-pixel's channels padded to a multiple of 16, e.g. 257 -> 272: strides (H*W*272, 1, W*272, 272));
-weight gradients contiguous. Design notes: docs/triton_conv3x3.md.
-
-The backward needs ``output`` (the ReLU mask is ``output > 0``, as for torch.relu) but not the
-pre-activation. Double backward is not supported.
+For models: :class:`Conv3x3` is the module (an ``nn.Conv2d`` with the same parameters and
+state_dict), and ``Conv3x3.convert(model)`` builds one in place of every eligible ``nn.Conv2d``
+of a model. Its ``exact_aten`` attribute is the one opt-out: ATen's ``F.conv2d`` (+ ReLU), with
+its autograd, for torchvision's exact numerics.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.library import triton_op
 from torch.utils.flop_counter import conv_flop_count, register_flop_formula
 
-from msrcnn_fast.ops.winograd_conv3x3 import conv3x3_input_grad, conv3x3_weight_grad, winograd_conv3x3
-
 try:
-    from msrcnn_fast.kernels.conv3x3 import conv3x3_backward_input, conv3x3_backward_weight, conv3x3_forward
-    from msrcnn_fast.kernels.conv3x3 import interpreting as _interpreting
+    from msrcnn_fast.kernels import conv3x3 as triton_kernels
 
     _TRITON_ERROR = None
 except ImportError as error:  # pragma: no cover - Triton is a dependency of torch's CUDA wheels
-    _TRITON_ERROR = error
+    triton_kernels, _TRITON_ERROR = None, error
 
-    def _interpreting() -> bool:
-        return False
+__all__ = ["Conv3x3", "conv3x3"]
 
-    def _missing_triton(*args, **kwargs):
-        raise RuntimeError(f"msrcnn_fast.ops.conv3x3: the Triton kernels cannot be imported ({_TRITON_ERROR})")
-
-    conv3x3_forward = conv3x3_backward_input = conv3x3_backward_weight = _missing_triton
-
-__all__ = ["BACKENDS", "Conv3x3ReLU", "conv3x3_bias_relu", "resolve_backend"]
-
-BACKENDS = ("auto", "triton", "winograd", "aten")
+_OP = "msrcnn::conv3x3"
 _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def resolve_backend(backend: str, device: torch.device | str) -> str:
-    """'triton', 'winograd' or 'aten': what ``backend`` (one of BACKENDS) means on ``device``.
-
-    'auto' is Triton on CUDA (when Triton imports), Winograd on the CPU, ATen elsewhere.
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
-    if backend == "auto":
-        device_type = torch.device(device).type
-        if device_type == "cuda" and _TRITON_ERROR is None:
-            return "triton"
-        return "winograd" if device_type == "cpu" else "aten"
-    return backend
-
-
-def _runs_triton(input: Tensor) -> bool:
-    if input.dtype not in _TRITON_DTYPES:
-        return False
-    if input.device.type == "cuda":
-        return True
-    return input.device.type == "cpu" and _interpreting()
-
-
-def _runs_winograd(input: Tensor, stride: int) -> bool:
-    """CPU float32 at stride 1 (outside the Triton interpreter): msrcnn::winograd_conv3x3."""
-    return input.device.type == "cpu" and input.dtype == torch.float32 and stride == 1
-
-
 def _check_args(input: Tensor, weight: Tensor, bias: Tensor | None, stride: int, *, dtypes: bool = True) -> None:
-    """Shapes, stride, devices and (with ``dtypes``) one floating dtype, with the argument named.
-
-    Every backend runs these, so that ATen's convolution (which also takes 5x5 weights, integer
-    tensors or stride 3) does not quietly compute something else than this op's contract.
-    Plain raises: torch.compile traces them (torch._check's message closures it cannot).
-    """
-    name = "msrcnn::conv3x3_bias_relu"
+    """The C++ kernel's checks (csrc/ops/conv3x3/conv3x3_host.cpp), with the same error types:
+    for the CUDA kernels and the fake. Plain raises: torch.compile traces them."""
     if stride not in (1, 2):
-        raise ValueError(f"{name}: expected stride 1 or 2, got {stride}")
+        raise ValueError(f"{_OP}: expected stride 1 or 2, got {stride}")
     if input.dim() != 4:
-        raise ValueError(f"{name}: expected input [N, Cin, H, W], got shape {tuple(input.shape)}")
+        raise ValueError(f"{_OP}: expected input [N, Cin, H, W], got shape {tuple(input.shape)}")
     if weight.dim() != 4 or tuple(weight.shape[1:]) != (input.shape[1], 3, 3):
-        raise ValueError(f"{name}: expected weight [Cout, {input.shape[1]}, 3, 3], got shape {tuple(weight.shape)}")
+        raise ValueError(f"{_OP}: expected weight [Cout, {input.shape[1]}, 3, 3], got shape {tuple(weight.shape)}")
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"{name}: expected bias [{weight.shape[0]}], got shape {tuple(bias.shape)}")
-    for other, other_name in ((weight, "weight"), (bias, "bias")):
+        raise ValueError(f"{_OP}: expected bias [{weight.shape[0]}], got shape {tuple(bias.shape)}")
+    for other, name in ((weight, "weight"), (bias, "bias")):
         if other is not None and other.device != input.device:
-            raise ValueError(
-                f"{name}: expected input and {other_name} on one device, got {input.device} and {other.device}"
-            )
+            raise ValueError(f"{_OP}: expected input and {name} on one device, got {input.device} and {other.device}")
     if not input.dtype.is_floating_point:
-        raise TypeError(f"{name}: expected a floating-point input, got {input.dtype}")
+        raise TypeError(f"{_OP}: expected a floating-point input, got {input.dtype}")
     if dtypes and weight.dtype != input.dtype:
-        raise TypeError(f"{name}: expected weight of the input's dtype {input.dtype}, got {weight.dtype}")
+        raise TypeError(f"{_OP}: expected weight of the input's dtype {input.dtype}, got {weight.dtype}")
     if dtypes and bias is not None and bias.dtype != input.dtype:
-        raise TypeError(f"{name}: expected bias of the input's dtype {input.dtype}, got {bias.dtype}")
+        raise TypeError(f"{_OP}: expected bias of the input's dtype {input.dtype}, got {bias.dtype}")
 
 
-@triton_op("msrcnn::conv3x3_bias_relu", mutates_args=())
-def _conv3x3_bias_relu(input: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> Tensor:
+def _output_size(size: int, stride: int) -> int:
+    return (size - 1) // stride + 1 if size > 0 else 0
+
+
+# --- CUDA kernels: Triton (float32, float16, bfloat16), ATen for float64 ---------------------
+
+
+def _triton():
+    if triton_kernels is None:
+        raise RuntimeError(f"{_OP}: the Triton kernels cannot be imported ({_TRITON_ERROR})")
+    return triton_kernels
+
+
+@torch.library.register_kernel(_OP, "cuda")
+def conv3x3_cuda(input: Tensor, weight: Tensor, bias: Tensor | None, stride: int, relu: bool) -> Tensor:
+    """The CUDA kernel of msrcnn::conv3x3 (also runs CPU tensors under TRITON_INTERPRET=1: tests)."""
     _check_args(input, weight, bias, stride)
-    if _runs_triton(input):
-        return conv3x3_forward(input, weight, bias, stride)
-    if _runs_winograd(input, stride):
-        return torch.ops.msrcnn.winograd_conv3x3(input, weight, bias, True)
+    if input.dtype in _TRITON_DTYPES:
+        return _triton().conv3x3_forward(input, weight, bias, stride, relu=relu)
     output = F.conv2d(input.contiguous(memory_format=torch.channels_last), weight, bias, stride, 1)
-    return torch.relu(output).contiguous(memory_format=torch.channels_last)
+    return (torch.relu(output) if relu else output).contiguous(memory_format=torch.channels_last)
 
 
-@triton_op("msrcnn::_conv3x3_backward_input", mutates_args=())
-def _conv3x3_backward_input(grad: Tensor, weight: Tensor, stride: int, height: int, width: int) -> Tensor:
-    if _runs_triton(grad):
-        return conv3x3_backward_input(grad, weight, stride, height, width)
-    if _runs_winograd(grad, stride):
-        return conv3x3_input_grad(grad, weight)
+@torch.library.register_kernel("msrcnn::_conv3x3_backward_input", "cuda")
+def conv3x3_backward_input_cuda(grad: Tensor, weight: Tensor, stride: int, height: int, width: int) -> Tensor:
+    if grad.dtype in _TRITON_DTYPES:
+        return _triton().conv3x3_backward_input(grad, weight, stride, height, width)
     size = (grad.size(0), weight.size(1), height, width)
-    grad_input = torch.nn.grad.conv2d_input(size, weight, grad, stride, 1)
-    return grad_input.contiguous(memory_format=torch.channels_last)
+    return torch.nn.grad.conv2d_input(size, weight, grad, stride, 1).contiguous(memory_format=torch.channels_last)
 
 
-@triton_op("msrcnn::_conv3x3_backward_weight", mutates_args=())
-def _conv3x3_backward_weight(grad: Tensor, input: Tensor, stride: int) -> tuple[Tensor, Tensor]:
-    if _runs_triton(input):
-        return conv3x3_backward_weight(grad, input, stride)
-    grad_weight = conv3x3_weight_grad(input, grad, stride)
+@torch.library.register_kernel("msrcnn::_conv3x3_backward_weight", "cuda")
+def conv3x3_backward_weight_cuda(grad: Tensor, input: Tensor, stride: int) -> tuple[Tensor, Tensor]:
+    if grad.dtype in _TRITON_DTYPES:
+        return _triton().conv3x3_backward_weight(grad, input, stride)
+    grad_weight = torch.nn.grad.conv2d_weight(input, (grad.size(1), input.size(1), 3, 3), grad, stride, 1)
     return grad_weight.contiguous(), grad.sum((0, 2, 3))
 
 
+# --- fake kernels, autograd, FLOPs ------------------------------------------------------------
+
+
+@torch.library.register_fake(_OP)
+def _conv3x3_fake(input, weight, bias, stride, relu):
+    _check_args(input, weight, bias, stride)
+    n, _, h, w = input.shape
+    shape = (n, weight.shape[0], _output_size(h, stride), _output_size(w, stride))
+    return input.new_empty(shape).contiguous(memory_format=torch.channels_last)
+
+
+@torch.library.register_fake("msrcnn::_conv3x3_backward_input")
+def _backward_input_fake(grad, weight, stride, height, width):
+    shape = (grad.shape[0], weight.shape[1], height, width)
+    return grad.new_empty(shape).contiguous(memory_format=torch.channels_last)
+
+
+@torch.library.register_fake("msrcnn::_conv3x3_backward_weight")
+def _backward_weight_fake(grad, input, stride):
+    return grad.new_empty((grad.shape[1], input.shape[1], 3, 3)), grad.new_empty((grad.shape[1],))
+
+
 def _setup_context(ctx, inputs, output):
-    input, weight, bias, stride = inputs
-    ctx.save_for_backward(input, weight, output)
-    ctx.stride = stride
-    ctx.has_bias = bias is not None
+    input, weight, bias, stride, relu = inputs
+    ctx.stride, ctx.relu, ctx.has_bias = stride, relu, bias is not None
+    ctx.input_size = tuple(input.shape[2:])
+    saved_input = input if ctx.needs_input_grad[1] or ctx.needs_input_grad[2] else None  # weight gradient
+    saved_weight = weight if ctx.needs_input_grad[0] else None  # input gradient
+    ctx.save_for_backward(saved_input, saved_weight, output if relu else None)
 
 
 def _backward(ctx, grad):
     input, weight, output = ctx.saved_tensors
-    grad = torch.ops.aten.threshold_backward(grad, output, 0)  # ReLU: zero where output <= 0
+    if ctx.relu:
+        grad = torch.ops.aten.threshold_backward(grad, output, 0)  # zero where output <= 0
     grad_input = grad_weight = grad_bias = None
     if ctx.needs_input_grad[0]:
-        grad_input = torch.ops.msrcnn._conv3x3_backward_input(grad, weight, ctx.stride, input.size(2), input.size(3))
+        grad_input = torch.ops.msrcnn._conv3x3_backward_input(grad, weight, ctx.stride, *ctx.input_size)
     if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
         grad_weight, grad_bias = torch.ops.msrcnn._conv3x3_backward_weight(grad, input, ctx.stride)
-    return grad_input, grad_weight, grad_bias if ctx.has_bias else None, None
+    return grad_input, grad_weight, grad_bias if ctx.has_bias else None, None, None
 
 
-_conv3x3_bias_relu.register_autograd(_backward, setup_context=_setup_context)
+torch.library.register_autograd(_OP, _backward, setup_context=_setup_context)
 
 
-# FlopCounterMode counts these ops as ATen's convolution would (2 x multiply-adds; bias and
-# ReLU not counted), on every path.
-@register_flop_formula(torch.ops.msrcnn.conv3x3_bias_relu)
-def _forward_flops(input_shape, weight_shape, bias_shape, stride, *, out_shape, **kwargs) -> int:
+# FlopCounterMode counts these ops as ATen's convolution would (2 x the direct multiply-adds;
+# bias and ReLU not counted), whichever kernel runs.
+@register_flop_formula(torch.ops.msrcnn.conv3x3)
+def _forward_flops(input_shape, weight_shape, bias_shape, stride, relu, *, out_shape, **kwargs) -> int:
     return conv_flop_count(list(input_shape), list(weight_shape), list(out_shape))
 
 
@@ -179,57 +162,62 @@ def _backward_weight_flops(grad_shape, input_shape, stride, *, out_shape, **kwar
     return conv_flop_count(list(input_shape), list(out_shape[0]), list(grad_shape))
 
 
-def conv3x3_bias_relu(
-    input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1, *, backend: str = "auto"
-) -> Tensor:
-    """relu(conv2d(input, weight, bias, stride, padding=1)) for a 3x3 weight.
+# --- the public function and the module -------------------------------------------------------
+
+
+def conv3x3(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1, *, relu: bool = False) -> Tensor:
+    """relu?(conv2d(input, weight, bias, stride, padding=1)) for a 3x3 weight: msrcnn::conv3x3.
 
     Args:
-        input: Tensor[N, Cin, H, W] (float32, float16 or bfloat16 on the Triton path; any layout).
-        weight: Tensor[Cout, Cin, 3, 3], input's dtype.
+        input: Tensor[N, Cin, H, W], floating, any layout (channels-last is the fast path).
+        weight: Tensor[Cout, Cin, 3, 3], input's dtype (contiguous is the CPU's fast path).
         bias: Tensor[Cout] or None.
         stride: 1 or 2.
-        backend: 'auto' (Triton on CUDA tensors, Winograd on CPU tensors, ATen elsewhere),
-            'triton' (the msrcnn op; on CPU it runs the Triton kernels only under
-            TRITON_INTERPRET=1), 'winograd' (msrcnn::winograd_conv3x3 at stride 1, which runs
-            its own kernels on CPU float32 and ATen's elsewhere; F.conv2d + relu at stride 2)
-            or 'aten' (F.conv2d + relu).
+        relu: apply ReLU to the result.
 
     Returns:
-        Tensor[N, Cout, (H - 1) // stride + 1, (W - 1) // stride + 1]; channels-last from the
-        Triton and Winograd paths, ATen's layout from ATen. Under autocast the Triton and
-        Winograd paths compute in the autocast dtype, as F.conv2d does. Empty maps give an
-        empty output; Cin = 0 gives relu(bias). A NaN or infinite input value only affects the
-        outputs in its reach, those whose 3x3 window holds it (on the Winograd path at most the
-        rest of their 2x2 output tiles too): NaN there, infinite or (after the ReLU) zero; NaN
-        stays NaN through the ReLU, as torch.relu. The other outputs are as for finite inputs.
+        Tensor[N, Cout, (H - 1) // stride + 1, (W - 1) // stride + 1], channels-last.
+        Differentiable (input, weight, bias). Under autocast the kernels compute in the autocast
+        dtype, as F.conv2d does. Empty maps give an empty output; Cin = 0 gives relu?(bias). A
+        NaN or infinite input value only affects the outputs whose 3x3 window holds it (on the
+        Winograd path at most the rest of their 2x2 output tiles too): NaN there, infinite or
+        (after the ReLU) zero; NaN stays NaN through the ReLU, as torch.relu.
 
     Raises:
         ValueError: a stride other than 1 or 2, input not 4-d, weight not [Cout, Cin, 3, 3],
-            bias not [Cout], tensors on different devices (on every backend: ATen's
-            convolution would take a 5x5 weight or stride 3 and compute something else).
+            bias not [Cout], tensors on different devices.
         TypeError: a non-floating input, or weight or bias of another dtype (outside autocast).
     """
-    resolved = resolve_backend(backend, input.device)
     device_type = input.device.type
-    autocast = device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type)
-    _check_args(input, weight, bias, stride, dtypes=not autocast)  # under autocast, autocast casts them
-    if resolved == "aten" or (resolved == "winograd" and stride != 1):
-        return torch.relu_(F.conv2d(input, weight, bias, stride, 1))  # in place: conv2d's backward needs no output
-    if autocast:
+    if device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type):
+        _check_args(input, weight, bias, stride, dtypes=False)  # autocast casts them
         dtype = torch.get_autocast_dtype(device_type)
         input, weight = input.to(dtype), weight.to(dtype)
         bias = None if bias is None else bias.to(dtype)
-    if resolved == "winograd":
-        return winograd_conv3x3(input, weight, bias, relu=True)
-    return torch.ops.msrcnn.conv3x3_bias_relu(input, weight, bias, stride)
+    return torch.ops.msrcnn.conv3x3(input, weight, bias, stride, relu)
 
 
-class Conv3x3ReLU(nn.Conv2d):
-    """``nn.Conv2d(in_channels, out_channels, 3, stride, padding=1)`` followed by ReLU, as one op.
+def _converts(conv: nn.Module) -> bool:
+    """An ``nn.Conv2d`` (the class itself) that msrcnn::conv3x3 computes: 3x3, padding 1 (zeros),
+    stride 1 or 2, no dilation or groups."""
+    return (
+        type(conv) is nn.Conv2d
+        and tuple(conv.kernel_size) == (3, 3)
+        and tuple(conv.padding) == (1, 1)
+        and tuple(conv.stride) in ((1, 1), (2, 2))
+        and tuple(conv.dilation) == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+    )
 
-    Same parameters (and state_dict) as the Conv2d; ``backend`` as in :func:`conv3x3_bias_relu`
-    (an attribute: it can be changed after construction).
+
+class Conv3x3(nn.Conv2d):
+    """``nn.Conv2d(in_channels, out_channels, 3, stride, padding=1)``, + ReLU with ``relu``,
+    computed by msrcnn::conv3x3 (same parameters and state_dict as the Conv2d).
+
+    ``exact_aten`` (an attribute, settable at any time): compute with ATen's ``F.conv2d`` (and
+    ``torch.relu_``) and its autograd instead, i.e. exactly as ``nn.Conv2d``: torchvision's
+    numerics, e.g. to compare with a torchvision model bit for bit.
     """
 
     def __init__(
@@ -239,18 +227,60 @@ class Conv3x3ReLU(nn.Conv2d):
         *,
         stride: int = 1,
         bias: bool = True,
-        backend: str = "auto",
+        relu: bool = False,
+        exact_aten: bool = False,
         device=None,
         dtype=None,
     ):
         if stride not in (1, 2):
             raise ValueError(f"stride: expected 1 or 2, got {stride}")
-        resolve_backend(backend, "cpu")  # validates
         super().__init__(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias, device=device, dtype=dtype)
-        self.backend = backend
+        self.relu = relu
+        self.exact_aten = exact_aten
+
+    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if self.exact_aten:
+            output = F.conv2d(input, weight, bias, self.stride, self.padding)
+            return torch.relu_(output) if self.relu else output  # in place: conv2d's backward needs no output
+        return conv3x3(input, weight, bias, self.stride[0], relu=self.relu)
 
     def forward(self, input: Tensor) -> Tensor:
-        return conv3x3_bias_relu(input, self.weight, self.bias, self.stride[0], backend=self.backend)
+        return self._conv_forward(input, self.weight, self.bias)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, backend={self.backend!r}"
+        return f"{super().extra_repr()}, relu={self.relu}, exact_aten={self.exact_aten}"
+
+    @classmethod
+    def from_conv2d(cls, conv: nn.Conv2d, *, relu: bool = False, exact_aten: bool = False) -> "Conv3x3":
+        """A Conv3x3 holding ``conv``'s own parameters (not copies) and training mode."""
+        if not _converts(conv):
+            raise ValueError(f"conv: expected a 3x3 nn.Conv2d with padding 1, stride 1 or 2, no groups, got {conv}")
+        module = cls(
+            conv.in_channels,
+            conv.out_channels,
+            stride=conv.stride[0],
+            bias=conv.bias is not None,
+            relu=relu,
+            exact_aten=exact_aten,
+            device="meta",  # no memory for parameters that are replaced at once
+        )
+        module.weight = conv.weight
+        module.bias = conv.bias
+        return module.train(conv.training)
+
+    @classmethod
+    def convert(cls, module: nn.Module, *, exact_aten: bool = False) -> nn.Module:
+        """``module`` with every eligible ``nn.Conv2d`` in it (3x3, padding 1, stride 1 or 2, no
+        dilation or groups; subclasses are left alone) replaced by a Conv3x3 on the same
+        parameters, and ``exact_aten`` set on every Conv3x3 it holds. Returns ``module`` itself,
+        or a new Conv3x3 when ``module`` is an eligible conv (as
+        ``nn.SyncBatchNorm.convert_sync_batchnorm``). Idempotent."""
+        if _converts(module):
+            return cls.from_conv2d(module, exact_aten=exact_aten)
+        for name, child in module.named_children():
+            converted = cls.convert(child, exact_aten=exact_aten)
+            if converted is not child:
+                setattr(module, name, converted)
+        if isinstance(module, Conv3x3):
+            module.exact_aten = exact_aten
+        return module

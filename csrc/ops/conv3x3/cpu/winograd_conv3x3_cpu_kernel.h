@@ -1,6 +1,6 @@
 #pragma once
 
-// winograd_conv3x3's CPU kernels, compiled once per CPU capability (DEFAULT, AVX2).
+// conv3x3's Winograd CPU kernels (stride 1), compiled once per CPU capability (DEFAULT, AVX2).
 
 #include <ATen/core/Tensor.h>
 

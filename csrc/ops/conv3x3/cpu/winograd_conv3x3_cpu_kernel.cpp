@@ -11,7 +11,7 @@
 //   3. output transform A^T m A fused with bias and ReLU, written channels-last.
 // The chunk's V and M are scratch buffers that stay in the caches between the three steps.
 
-#include "ops/winograd_conv3x3/cpu/winograd_conv3x3_cpu_kernel.h"
+#include "ops/conv3x3/cpu/winograd_conv3x3_cpu_kernel.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
@@ -21,7 +21,7 @@
 #include <algorithm>
 #include <cstdlib>
 
-#include "ops/winograd_conv3x3/winograd_conv3x3_math.h"
+#include "ops/conv3x3/winograd_conv3x3_math.h"
 
 namespace msrcnn::winograd_conv3x3::CPU_CAPABILITY {
 namespace {
@@ -60,7 +60,7 @@ struct Scratch {
   float* data;
   explicit Scratch(int64_t count)
       : data(static_cast<float*>(std::aligned_alloc(64, round_up(std::max<int64_t>(count, 1) * sizeof(float), 64)))) {
-    TORCH_CHECK(data != nullptr, "msrcnn::winograd_conv3x3: out of memory for ", count, " floats of scratch");
+    TORCH_CHECK(data != nullptr, "msrcnn::conv3x3: out of memory for ", count, " floats of scratch");
   }
   ~Scratch() {
     std::free(data);

@@ -1,0 +1,175 @@
+// conv3x3's CPU kernels: the entry points (checks, dtype and layout choice, the filter transform,
+// chunk size); the Winograd kernels are in winograd_conv3x3_cpu_kernel.cpp (per CPU capability).
+//
+// Forward at stride 1: float32 runs the Winograd F(2x2, 3x3) kernels; float16 and bfloat16 run
+// them in float32 (the input and weight converted, the output rounded once); float64 runs ATen's
+// convolution: it is the reference precision, and Winograd's transforms would only lose digits
+// there. Stride 2 runs ATen's convolution (Winograd F(2x2, 3x3) is a stride-1 algorithm).
+// Input gradient at stride 1: the same convolution of the output gradient with the flipped,
+// transposed filters, so it runs the forward kernels too. Weight gradient: ATen's.
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <optional>
+#include <tuple>
+
+#include "common/checks.h"
+#include "common/cpu_capability.h"
+#include "ops/conv3x3/conv3x3_host.h"
+#include "ops/conv3x3/cpu/winograd_conv3x3_cpu_kernel.h"
+#include "ops/conv3x3/winograd_conv3x3_math.h"
+
+namespace msrcnn::conv3x3 {
+namespace {
+
+using winograd_conv3x3::kPanel;
+using winograd_conv3x3::kTileElements;
+using winograd_conv3x3::panels_of;
+using winograd_conv3x3::tiles_along;
+
+// U[16][panels][Cin][16] from weight [Cout, Cin, 3, 3] float.
+at::Tensor transform_filter(const at::Tensor& weight) {
+  const int64_t out_channels = weight.size(0);
+  const int64_t in_channels = weight.size(1);
+  // The kernel reads each 3x3 filter as 9 consecutive floats.
+  const bool filters_contiguous = weight.stride(3) == 1 && weight.stride(2) == 3;
+  const at::Tensor filters = filters_contiguous ? weight : weight.contiguous();
+  const auto shape = {int64_t{kTileElements}, panels_of(out_channels), in_channels, kPanel};
+  at::Tensor packed = out_channels % kPanel == 0 ? at::empty(shape, weight.options()) : at::zeros(shape, weight.options());
+  MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, transform_filter_kernel, filters, packed);
+  return packed;
+}
+
+// Tiles per chunk. Two pulls (measured on a 2-core AMD EPYC, 512 KiB L2 per core, 32 MiB L3):
+// a chunk's V and M (16 x tiles x (Cin + Cout) floats) should fit L2, which wants few tiles
+// (64 channels: 64, 256: 16); and each chunk streams all of U (16 x Cin x Cout floats) from
+// L3, which wants many where U is large (512 channels, 16 MiB: 132 tiles ran 1.25x faster
+// than 24). The larger of the two wins; 256 channels are flat from 12 to 144.
+int64_t tiles_per_chunk(int64_t tiles, int64_t in_channels, int64_t out_channels) {
+  constexpr int64_t kScratchBytes = 512 * 1024;
+  constexpr int64_t kFilterBytesPerTile = 128 * 1024;
+  constexpr int64_t kRowsPerMicroTile = 6;
+  const int64_t row_bytes = kTileElements * (in_channels + out_channels) * int64_t{sizeof(float)};
+  const int64_t filter_bytes = kTileElements * in_channels * out_channels * int64_t{sizeof(float)};
+  int64_t chunk = std::max(kScratchBytes / row_bytes, filter_bytes / kFilterBytesPerTile);
+  chunk = std::clamp<int64_t>(chunk, 12, 240);
+  // At least one chunk per thread.
+  const int64_t threads = at::get_num_threads();
+  chunk = std::min(chunk, (tiles + threads - 1) / threads);
+  return (chunk + kRowsPerMicroTile - 1) / kRowsPerMicroTile * kRowsPerMicroTile;
+}
+
+at::Tensor forward_float(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                         bool relu) {
+  at::Tensor output = empty_output(input, weight, 1);
+  if (output.numel() == 0) {
+    return output;
+  }
+  if (input.size(1) == 0) {
+    return bias_only(output, bias, relu);
+  }
+  // The kernel reads channels contiguous, with any strides of N, H and W.
+  const at::Tensor x = input.stride(1) == 1 ? input : input.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor packed = transform_filter(weight);
+  std::optional<at::Tensor> b;
+  if (bias.has_value()) {
+    b = bias->contiguous();
+  }
+  const int64_t tiles = input.size(0) * tiles_along(input.size(2)) * tiles_along(input.size(3));
+  const int64_t chunk = tiles_per_chunk(tiles, input.size(1), weight.size(0));
+  MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, forward_kernel, x, packed, b, relu, chunk, output);
+  return output;
+}
+
+// Winograd at stride 1 for the floating types it serves (float64: ATen's, see above).
+bool runs_winograd(const at::Tensor& input, int64_t stride) {
+  const auto dtype = input.scalar_type();
+  return stride == 1 && (dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16);
+}
+
+at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                            bool relu) {
+  if (input.scalar_type() == at::kFloat) {
+    return forward_float(input, weight, bias, relu);
+  }
+  std::optional<at::Tensor> bias_float;
+  if (bias.has_value()) {
+    bias_float = bias->to(at::kFloat);
+  }
+  const at::Tensor x = input.to(at::kFloat, /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::ChannelsLast);
+  return forward_float(x, weight.to(at::kFloat), bias_float, relu)
+      .to(input.scalar_type(), /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::ChannelsLast);
+}
+
+at::Tensor conv3x3_cpu(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                       int64_t stride, bool relu) {
+  const char* op = "msrcnn::conv3x3";
+  check_args(input, weight, bias, stride, op);
+  check_device_type(input, c10::DeviceType::CPU, op, "input");
+  if (runs_winograd(input, stride)) {
+    return winograd_forward(input, weight, bias, relu);
+  }
+  return aten_forward(input, weight, bias, stride, relu);
+}
+
+// The backward ops' own checks: what the autograd formula passes, checked for direct callers.
+void check_backward_args(const at::Tensor& grad, const at::Tensor& other, const char* other_name, int64_t stride,
+                         const char* op) {
+  TORCH_CHECK_VALUE(stride == 1 || stride == 2, op, ": expected stride 1 or 2, got ", stride);
+  check_dim(grad, 4, op, "grad [N, Cout, Ho, Wo]");
+  check_dim(other, 4, op, other_name);
+  check_floating(grad, op, "grad");
+  TORCH_CHECK_TYPE(
+      other.scalar_type() == grad.scalar_type(), op, ": expected ", other_name, " of grad's dtype ",
+      grad.scalar_type(), ", got ", other.scalar_type());
+  check_device_type(grad, c10::DeviceType::CPU, op, "grad");
+  check_same_device(grad, "grad", other, other_name, op);
+}
+
+at::Tensor conv3x3_backward_input_cpu(const at::Tensor& grad, const at::Tensor& weight, int64_t stride,
+                                      int64_t height, int64_t width) {
+  const char* op = "msrcnn::_conv3x3_backward_input";
+  check_backward_args(grad, weight, "weight [Cout, Cin, 3, 3]", stride, op);
+  TORCH_CHECK_VALUE(
+      weight.size(0) == grad.size(1) && weight.size(2) == 3 && weight.size(3) == 3, op, ": expected weight [",
+      grad.size(1), ", Cin, 3, 3], got shape ", weight.sizes());
+  TORCH_CHECK_VALUE(
+      height >= 0 && width >= 0 && output_size(height, stride) == grad.size(2) &&
+          output_size(width, stride) == grad.size(3),
+      op, ": expected grad [N, Cout, ", output_size(height, stride), ", ", output_size(width, stride),
+      "] for an input of ", height, "x", width, " at stride ", stride, ", got shape ", grad.sizes());
+  if (runs_winograd(grad, stride)) {
+    // [Cin, Cout, 3, 3] whose 3x3 filters are each contiguous: what the filter transform reads.
+    const at::Tensor flipped = weight.flip({2, 3}).transpose(0, 1);
+    return winograd_forward(grad, flipped, std::nullopt, /*relu=*/false);
+  }
+  return aten_backward_input(grad, weight, stride, height, width);
+}
+
+std::tuple<at::Tensor, at::Tensor> conv3x3_backward_weight_cpu(const at::Tensor& grad, const at::Tensor& input,
+                                                               int64_t stride) {
+  const char* op = "msrcnn::_conv3x3_backward_weight";
+  check_backward_args(grad, input, "input [N, Cin, H, W]", stride, op);
+  TORCH_CHECK_VALUE(
+      input.size(0) == grad.size(0) && output_size(input.size(2), stride) == grad.size(2) &&
+          output_size(input.size(3), stride) == grad.size(3),
+      op, ": expected grad [", input.size(0), ", Cout, ", output_size(input.size(2), stride), ", ",
+      output_size(input.size(3), stride), "] for input ", input.sizes(), " at stride ", stride, ", got shape ",
+      grad.sizes());
+  return aten_backward_weight(grad, input, stride);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(msrcnn, CPU, m) {
+  m.impl("conv3x3", &conv3x3_cpu);
+  m.impl("_conv3x3_backward_input", &conv3x3_backward_input_cpu);
+  m.impl("_conv3x3_backward_weight", &conv3x3_backward_weight_cpu);
+}
+
+}  // namespace msrcnn::conv3x3

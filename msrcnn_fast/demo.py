@@ -59,8 +59,7 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def main(argv=None, *, model_factory=None):
-    """`model_factory` replaces msrcnn_fast.model's factory (tests inject failures with it)."""
+def main(argv=None):
     args = parse_args(argv)
     started = time.perf_counter()
     try:
@@ -69,7 +68,7 @@ def main(argv=None, *, model_factory=None):
         device_type = resolve_device(cfg)
         stage = time.perf_counter()
         trainer = build_trainer(
-            cfg, info=ProcessInfo(), device_type=device_type, resume=True, model_factory=model_factory,
+            cfg, info=ProcessInfo(), device_type=device_type, resume=True,
             progress=not args.no_progress,
         )  # fmt: skip
         final = trainer.run()
@@ -77,7 +76,7 @@ def main(argv=None, *, model_factory=None):
         stage = time.perf_counter()
         out_dir = os.path.join(cfg.output_dir, "eval")
         results, table = run_evaluation(
-            cfg, final, out_dir=out_dir, model_factory=model_factory, draw_images=DRAWN_IMAGES,
+            cfg, final, out_dir=out_dir, draw_images=DRAWN_IMAGES,
             draw_thresh=DRAW_SCORE_THRESH,
             progress=not args.no_progress,
         )  # fmt: skip

@@ -29,14 +29,13 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def main(argv=None, *, model_factory=None):
-    """`model_factory` replaces msrcnn_fast.model's factory (tests inject failures with it)."""
+def main(argv=None):
     args = parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
         out_dir = args.out or os.path.join(cfg.output_dir, "eval")
         results, table = run_evaluation(
-            cfg, args.checkpoint, out_dir=out_dir, model_factory=model_factory, max_images=args.max_images,
+            cfg, args.checkpoint, out_dir=out_dir, max_images=args.max_images,
             draw_images=args.draw, progress=not args.no_progress,
         )  # fmt: skip
     except (ConfigError, CocoFormatError, FileNotFoundError, ValueError) as error:

@@ -51,8 +51,7 @@ def output_names(paths, out_dir):
     return names
 
 
-def main(argv=None, *, model_factory=None):
-    """`model_factory` replaces msrcnn_fast.model's factory (tests inject failures with it)."""
+def main(argv=None):
     args = parse_args(argv)
     try:
         missing = [path for path in args.images if not os.path.isfile(path)]
@@ -60,7 +59,7 @@ def main(argv=None, *, model_factory=None):
             raise FileNotFoundError(f"image file(s) not found: {', '.join(missing)}")
         cfg = load_config(args.config, args.overrides)
         device = resolve_device(cfg)
-        model, categories = load_trained_model(cfg, args.checkpoint, device=device, model_factory=model_factory)
+        model, categories = load_trained_model(cfg, args.checkpoint, device=device)
         os.makedirs(args.out, exist_ok=True)
         names = [c["name"] for c in categories]
         unreadable = 0

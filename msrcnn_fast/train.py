@@ -48,8 +48,7 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def main(argv=None, *, model_factory=None):
-    """`model_factory` replaces msrcnn_fast.model's factory (tests inject failures with it)."""
+def main(argv=None):
     args = parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
@@ -61,7 +60,7 @@ def main(argv=None, *, model_factory=None):
     try:
         trainer = build_trainer(
             cfg, info=info, device_type=device_type, resume=args.resume, overwrite=args.overwrite,
-            model_factory=model_factory, progress=not args.no_progress,
+            progress=not args.no_progress,
         )  # fmt: skip
         if info.is_main:
             os.makedirs(cfg.output_dir, exist_ok=True)

@@ -40,12 +40,10 @@ def model_kwargs(cfg, *, num_classes):
     return kwargs
 
 
-def build_model(cfg, *, num_classes, factory=None):
-    """`factory(**kwargs)`: by default `msrcnn_fast.model.<cfg.model.name>`. Tests pass their
-    own `factory` (the model with injected failures); nothing else should."""
+def build_model(cfg, *, num_classes):
+    """`msrcnn_fast.model.<cfg.model.name>(**kwargs)`, kwargs from the config (model_kwargs)."""
     kwargs = model_kwargs(cfg, num_classes=num_classes)
-    if factory is None:
-        factory = model_factory(cfg.model.name)
+    factory = model_factory(cfg.model.name)
     try:
         return factory(**kwargs)
     except ValueError as error:  # the model's own checks of its arguments (ranges, choices, weight files)

@@ -11,7 +11,7 @@ from msrcnn_fast.engine.config import ConfigError
 from msrcnn_fast.evaluation import MaskScoringEvaluator, draw_detections, format_table, save_results, write_plots
 
 
-def load_trained_model(cfg, checkpoint_path, *, device, categories=None, model_factory=None):
+def load_trained_model(cfg, checkpoint_path, *, device, categories=None):
     """(model in eval mode on `device`, categories). The categories come from the checkpoint;
     `categories` (e.g. the evaluation set's) must agree with them, or stand in for a bare
     state dict that has none."""
@@ -25,7 +25,7 @@ def load_trained_model(cfg, checkpoint_path, *, device, categories=None, model_f
     categories = saved if saved is not None else categories
     if categories is None:
         raise ConfigError(f"{checkpoint_path}: holds no category list; give a dataset (data.val) to take it from")
-    model = build_model(cfg, num_classes=len(categories) + 1, factory=model_factory)
+    model = build_model(cfg, num_classes=len(categories) + 1)
     load_model_state(model, checkpoint["model"], checkpoint_path)
     return model.to(device).eval(), categories
 
@@ -43,7 +43,7 @@ def predict_batches(model, loader, *, device, amp=False):
 
 
 def run_evaluation(
-    cfg, checkpoint_path, *, out_dir, model_factory=None, max_images=None, draw_images=0, draw_thresh=0.5, progress=True
+    cfg, checkpoint_path, *, out_dir, max_images=None, draw_images=0, draw_thresh=0.5, progress=True
 ):
     """Evaluates a checkpoint on data.val: writes evaluation.json and the plots into out_dir, and
     the detections of the first `draw_images` images into out_dir/predictions; returns
@@ -51,7 +51,7 @@ def run_evaluation(
     device = resolve_device(cfg)
     dataset = build_dataset(cfg, "val", training=False)
     model, categories = load_trained_model(
-        cfg, checkpoint_path, device=device, categories=dataset.categories, model_factory=model_factory
+        cfg, checkpoint_path, device=device, categories=dataset.categories
     )
     subset = dataset if max_images is None else torch.utils.data.Subset(dataset, range(min(max_images, len(dataset))))
     loader = build_test_loader(cfg, subset, device_type=device)

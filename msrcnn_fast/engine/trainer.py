@@ -262,7 +262,7 @@ def check_output_dir(cfg, *, info, resume, overwrite):
     return existing
 
 
-def build_trainer(cfg, *, info, device_type, resume=False, overwrite=False, model_factory=None, progress=True):
+def build_trainer(cfg, *, info, device_type, resume=False, overwrite=False, progress=True):
     """Everything a run needs, restored from output_dir's last checkpoint when `resume` (a fresh
     start if there is none yet). Without `resume`, an output_dir that holds a run
     (checkpoint.run_files) is an OutputDirHoldsRunError, raised before anything else is done,
@@ -279,7 +279,7 @@ def build_trainer(cfg, *, info, device_type, resume=False, overwrite=False, mode
             stacklevel=2,
         )
     seed_everything(cfg.solver.seed)  # the same initial weights on every rank
-    model = build_model(cfg, num_classes=dataset.num_classes, factory=model_factory).to(device_type)
+    model = build_model(cfg, num_classes=dataset.num_classes).to(device_type)
     seed_everything(cfg.solver.seed + info.rank)
     optimizer = build_optimizer(cfg, model)
     lr_schedule = build_lr_schedule(cfg, optimizer, lr_steps=lr_steps)

@@ -26,9 +26,6 @@ from torch._subclasses.fake_tensor import is_fake
 
 __all__ = ["batched_nms", "batched_soft_nms", "nms", "soft_nms"]
 
-SOFT_METHODS = ("gaussian", "linear", "hard")
-
-
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, *, offset: float = 0.0) -> Tensor:
     """Greedy hard NMS, as ``torchvision.ops.nms``.
 

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from msrcnn_fast.engine.checkpoint import load_checkpoint
+import msrcnn_fast.model
 from msrcnn_fast.model import msrcnn_resnet18_fpn
 from msrcnn_fast.train import main as train_main
 from tests.engine.conftest import tiny_config
 
 
-def train(config, *args, factory=None):
-    return train_main(["--config", config, "--no-progress", *args], model_factory=factory)
+def train(config, *args):
+    return train_main(["--config", config, "--no-progress", *args])
 
 
 def metrics(output_dir):
@@ -109,10 +110,11 @@ def nan_loss_at(call):
     return corrupted_at(call, corrupt)
 
 
-def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, rectangles_root, capsys):
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, rectangles_root, capsys, monkeypatch):
     out = tmp_path / "out"
     config = tiny_config(tmp_path / "c.yaml", rectangles_root, out)
-    assert train(config, factory=nan_loss_at(5)) == 3
+    monkeypatch.setattr(msrcnn_fast.model, "msrcnn_resnet18_fpn", nan_loss_at(5))
+    assert train(config) == 3
     error = capsys.readouterr().err
     assert "iteration 5: the loss is not finite" in error and "loss_mask=nan" in error
     assert f"Last good checkpoint: {out / 'model_0000004.pth'}" in error
@@ -133,9 +135,10 @@ def nan_weights_at(call):
     return corrupted_at(call, corrupt)
 
 
-def test_non_finite_weights_are_never_checkpointed(tmp_path, rectangles_root, capsys):
+def test_non_finite_weights_are_never_checkpointed(tmp_path, rectangles_root, capsys, monkeypatch):
     out = tmp_path / "out"
-    assert train(tiny_config(tmp_path / "c.yaml", rectangles_root, out), factory=nan_weights_at(4)) == 3
+    monkeypatch.setattr(msrcnn_fast.model, "msrcnn_resnet18_fpn", nan_weights_at(4))
+    assert train(tiny_config(tmp_path / "c.yaml", rectangles_root, out)) == 3
     error = capsys.readouterr().err
     assert "iteration 4: parameters became non-finite (" in error and "not saved" in error
     assert (out / "last_checkpoint").read_text().strip() == "model_0000002.pth"

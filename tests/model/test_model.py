@@ -6,9 +6,14 @@ FLOPs tests and the benchmarks.
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import box_iou, roi_align
 
 from msrcnn_fast import model as models
 from msrcnn_fast.model.backbone import DeformableConv2d
+from msrcnn_fast.ops import MultiScaleRoIAlign
+from msrcnn_fast.ops._reference import batched_soft_nms_reference
 from tests.model.conftest import all_classes_then_select
 
 NARROW = dict(
@@ -54,6 +59,22 @@ def make_targets(images, seed=0, classes=4, per_image=(3, 0)):
     return targets
 
 
+def overlapping_targets(images):
+    """Rectangles of different classes that overlap one another."""
+    objects = [
+        [([10, 10, 70, 70], 1), ([40, 30, 110, 90], 2), ([20, 50, 80, 110], 3), ([90, 10, 140, 60], 1)],
+        [([30, 20, 90, 80], 1), ([36, 26, 96, 86], 3), ([80, 50, 140, 110], 1)],
+    ]
+    targets = []
+    for image, image_objects in zip(images, objects):
+        masks = torch.zeros(len(image_objects), *image.shape[1:], dtype=torch.uint8)
+        for mask, ((x1, y1, x2, y2), _) in zip(masks, image_objects):
+            mask[y1:y2, x1:x2] = 1
+        boxes = torch.tensor([box for box, _ in image_objects], dtype=torch.float32)
+        targets.append({"boxes": boxes, "labels": torch.tensor([label for _, label in image_objects]), "masks": masks})
+    return targets
+
+
 def images(count=2, size=(120, 150), seed=1):
     g = torch.Generator().manual_seed(seed)
     return [torch.rand(3, *size, generator=g) for _ in range(count)]
@@ -72,11 +93,11 @@ def test_training_returns_the_losses_and_they_backpropagate(factory):
     assert set(losses) == LOSSES
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
-    assert (
-        model.roi_heads.maskiou_head.fc1.weight.grad.abs().sum() > 0
-        if hasattr(model.roi_heads.maskiou_head, "fc1")
-        else True
-    )
+    # Every trainable parameter (the MaskIoU head's included) gets a gradient.
+    without_gradient = [
+        name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)
+    ]
+    assert not without_gradient
 
 
 def test_maskiou_loss_reaches_mask_head_and_backbone():
@@ -178,35 +199,236 @@ def test_dcn_variant_starts_as_the_plain_network():
             torch.testing.assert_close(a, b, atol=1e-3 * b.abs().max().item(), rtol=1e-3)
 
 
+class RoIHeadsRecorder:
+    """What the RoI heads receive and what the MaskIoU head reads and predicts, seen through
+    module hooks only (the heads' internals are free to change)."""
+
+    def __init__(self, model):
+        heads = model.roi_heads
+        self.mask_head = heads.mask_head
+        self.calls = []
+        heads.register_forward_pre_hook(self.roi_heads_input)
+        heads.mask_roi_pool.register_forward_hook(self.mask_roi_pool_output)
+        heads.maskiou_head.register_forward_pre_hook(self.maskiou_head_input)
+        heads.maskiou_head.register_forward_hook(self.maskiou_head_output)
+
+    def roi_heads_input(self, module, args):
+        features, _, image_shapes, targets = args  # GeneralizedRCNN's call; targets transformed
+        self.calls.append({"features": features, "image_shapes": image_shapes, "targets": targets})
+
+    def mask_roi_pool_output(self, module, args, output):
+        self.calls[-1]["boxes"] = [b.detach() for b in args[1]]
+        self.calls[-1]["roi_features"] = output.detach()
+
+    def maskiou_head_input(self, module, args):
+        self.calls[-1]["maskiou_input"] = args[0].detach()
+
+    def maskiou_head_output(self, module, args, output):
+        self.calls[-1]["maskiou_output"] = output.detach()
+
+    def mask_logits(self, call):
+        """Every class's 28x28 mask logits of the recorded RoIs (the mask head's definition)."""
+        with torch.no_grad():
+            return self.mask_head(call["roi_features"])
+
+
+def reference_maskiou_input(variant, call, mask_logits, labels):
+    """Paper, Table 4, in plain PyTorch: (a) the sigmoid of the class's 28x28 mask logits,
+    2x2 max-pooled, concatenated to the 14x14 RoI features; (b) that pooled mask multiplied into
+    them; (c) all classes' pooled masks concatenated; (d) the unpooled mask concatenated to
+    28x28 RoI features; (e) the pooled mask only; (f) the RoI features only."""
+    features = call["roi_features"]
+    mask = mask_logits[torch.arange(len(labels)), labels][:, None].sigmoid()
+    pooled = F.max_pool2d(mask, 2, 2)
+    if variant == "d":
+        levels = [name for name in call["features"] if name != "pool"]
+        pool_28 = MultiScaleRoIAlign(levels, 28, 2)
+        features_28 = pool_28(call["features"], call["boxes"], call["image_shapes"]).detach()
+        return torch.cat([features_28, mask], dim=1)
+    return {
+        "a": lambda: torch.cat([features, pooled], dim=1),
+        "b": lambda: features * pooled,
+        "c": lambda: torch.cat([features, F.max_pool2d(mask_logits.sigmoid(), 2, 2)], dim=1),
+        "e": lambda: pooled,
+        "f": lambda: features,
+    }[variant]()
+
+
+def reference_maskiou(logits, gt_mask, box):
+    """SEMANTICS.md's MaskIoU target of one RoI, from scratch: the predicted mask (logit > 0)
+    against the ground truth cropped to the box and resized to 28x28 (torchvision's mask target,
+    binarised at 0.5), the union counting the whole instance (area inside the box / full area:
+    pixels whose centres lie in the box)."""
+    height, width = gt_mask.shape
+    target = roi_align(gt_mask[None, None].float(), [box[None]], logits.shape, 1.0, -1, False)[0, 0] >= 0.5
+    x1, y1, x2, y2 = box.tolist()
+    ys, xs = torch.arange(height) + 0.5, torch.arange(width) + 0.5
+    inside = ((ys >= y1) & (ys < y2))[:, None] & ((xs >= x1) & (xs < x2))[None, :]
+    full = (gt_mask != 0).sum().item()
+    ratio = ((gt_mask != 0) & inside).sum().item() / full if full else 0.0
+    pred = logits > 0
+    overlap = (pred & target).sum().item()
+    union = max(pred.sum().item() + target.sum().item() / max(ratio, 1e-10) - overlap, 1.0)
+    return overlap / union
+
+
+def matched_ground_truth(call):
+    """Per recorded RoI: (image, ground-truth index, label) of its best-overlapping ground truth
+    (a positive: box IoU >= 0.5)."""
+    rows = []
+    for image, (boxes, target) in enumerate(zip(call["boxes"], call["targets"])):
+        iou = box_iou(boxes, target["boxes"])
+        best, index = iou.max(dim=1)
+        assert torch.all(best >= 0.5)
+        rows += [(image, g, int(target["labels"][g])) for g in index.tolist()]
+    return rows
+
+
+def reference_maskiou_entries(call, mask_logits, variant):
+    """(row, class, MaskIoU target, sample's target) of every output the Table 5 variant trains:
+    the ground-truth class's ("target_class"); every class's, 0 for the absent ones, a sample
+    being the RoI with its ground-truth class's target ("all_classes"); or each class present in
+    the RoI, i.e. with a ground-truth box overlapping it, against its best-overlapping instance,
+    each its own sample ("present_classes")."""
+    boxes = torch.cat(call["boxes"])
+    entries = []
+    for row, (image, g, label) in enumerate(matched_ground_truth(call)):
+        target = call["targets"][image]
+        own = reference_maskiou(mask_logits[row, label], target["masks"][g], boxes[row])
+        if variant == "all_classes":
+            entries += [(row, k, own if k == label else 0.0, own) for k in range(mask_logits.shape[1])]
+            continue
+        entries.append((row, label, own, own))
+        if variant == "present_classes":
+            iou = box_iou(boxes[row][None], target["boxes"])[0]
+            for k in sorted(set(target["labels"].tolist()) - {label}):
+                of_class = torch.where(target["labels"] == k, iou, torch.zeros_like(iou))
+                if of_class.max() > 0:
+                    other = target["masks"][int(of_class.argmax())]
+                    maskiou = reference_maskiou(mask_logits[row, k], other, boxes[row])
+                    entries.append((row, k, maskiou, maskiou))
+    return entries
+
+
+def reference_maskiou_loss(entries, prediction, tau, weight):
+    """weight x 0.5 x MSE over the trained outputs of the samples whose target exceeds tau;
+    0 when there are none."""
+    rows, classes, targets, sample_targets = zip(*entries)
+    selected = torch.tensor(sample_targets) > tau
+    if not selected.any():
+        return torch.zeros(())
+    error = prediction[rows, classes] - torch.tensor(targets, dtype=prediction.dtype)
+    return weight * 0.5 * error[selected].square().mean()
+
+
 @pytest.mark.parametrize("variant", ["a", "b", "c", "d", "e", "f"])
 def test_maskiou_input_variants_train_and_predict(variant):
-    model = small_model(maskiou_input=variant).train()
+    """The MaskIoU head reads Table 4's input, in training (the ground-truth class's mask) and at
+    inference (the predicted class's), and its loss and mask scores use its prediction."""
+    model = small_model(maskiou_input=variant, box_score_thresh=0.0).train()
+    recorder = RoIHeadsRecorder(model)
     batch = images()
-    losses = model(batch, make_targets(batch))
-    assert torch.isfinite(losses["loss_maskiou"])
+    losses = model(batch, make_targets(batch, per_image=(4, 3)))
+    (call,) = recorder.calls
+    mask_logits = recorder.mask_logits(call)
+    labels = torch.tensor([label for _, _, label in matched_ground_truth(call)])
+    assert len(set(labels.tolist())) > 1  # the class's mask is told apart from another's
+    expected = reference_maskiou_input(variant, call, mask_logits, labels)
+    torch.testing.assert_close(call["maskiou_input"], expected, atol=1e-5, rtol=1e-5)
+    entries = reference_maskiou_entries(call, mask_logits, "target_class")
+    expected_loss = reference_maskiou_loss(entries, call["maskiou_output"], 0.0, 1.0)
+    assert expected_loss > 0
+    torch.testing.assert_close(losses["loss_maskiou"].detach(), expected_loss)
+
     model.eval()
+    recorder.calls.clear()
     with torch.no_grad():
         out = model(batch)
-    assert "maskiou" in out[0]
+    (call,) = recorder.calls
+    labels = torch.cat([o["labels"] for o in out])
+    assert len(set(labels.tolist())) > 1
+    expected = reference_maskiou_input(variant, call, recorder.mask_logits(call), labels)
+    torch.testing.assert_close(call["maskiou_input"], expected, atol=1e-5, rtol=1e-5)
+    maskiou = torch.cat([o["maskiou"] for o in out])
+    torch.testing.assert_close(maskiou, call["maskiou_output"][torch.arange(len(labels)), labels])
+    for o in out:
+        torch.testing.assert_close(o["mask_scores"], o["scores"] * o["maskiou"])
 
 
 @pytest.mark.parametrize("target", ["target_class", "all_classes", "present_classes"])
 @pytest.mark.parametrize("tau", [0.0, 0.5])
 def test_maskiou_target_variants(target, tau):
-    model = small_model(maskiou_target=target, maskiou_tau=tau).train()
+    """Table 5's targets and Table 6's tau against a per-RoI reference of the MaskIoU targets and
+    the loss (weight 2, so the weight counts)."""
+    model = small_model(maskiou_target=target, maskiou_tau=tau, maskiou_loss_weight=2.0).train()
+    recorder = RoIHeadsRecorder(model)
     batch = images()
-    losses = model(batch, make_targets(batch, per_image=(5, 2)))
-    assert torch.isfinite(losses["loss_maskiou"]) and losses["loss_maskiou"] >= 0
+    losses = model(batch, overlapping_targets(batch))
+    (call,) = recorder.calls
+    mask_logits = recorder.mask_logits(call)
+    entries = reference_maskiou_entries(call, mask_logits, target)
+    prediction = call["maskiou_output"]
+    expected = reference_maskiou_loss(entries, prediction, tau, 2.0)
+    torch.testing.assert_close(losses["loss_maskiou"].detach(), expected)
+    # The case tells the options apart: another variant or tau would give another loss.
+    for other in {"target_class", "all_classes", "present_classes"} - {target}:
+        other_loss = reference_maskiou_loss(reference_maskiou_entries(call, mask_logits, other), prediction, tau, 2.0)
+        assert not torch.isclose(other_loss, expected), other
+    for other_tau in {0.0, 0.5} - {tau}:
+        assert not torch.isclose(reference_maskiou_loss(entries, prediction, other_tau, 2.0), expected), other_tau
 
 
-def test_soft_nms_option_keeps_more_boxes():
-    hard = small_model(box_score_thresh=0.0).eval()
-    soft = small_model(box_score_thresh=0.0, soft_nms=True).eval()
-    batch = images(1)
-    with torch.no_grad():
-        (h,), (s,) = hard(batch), soft(batch)
-    assert len(s["boxes"]) >= len(h["boxes"])
-    assert torch.all(s["scores"][:-1] >= s["scores"][1:])
+class FixedProposals(nn.Module):
+    """An RPN (torchvision's contract) that proposes the same boxes in every image."""
+
+    def __init__(self, boxes):
+        super().__init__()
+        self.boxes = boxes
+
+    def forward(self, images, features, targets=None):
+        return [self.boxes.clone() for _ in images.image_sizes], {}
+
+
+class FixedBoxPredictor(nn.Module):
+    """Given class logits per RoI, and zero box deltas (each detection is its proposal)."""
+
+    def __init__(self, class_logits):
+        super().__init__()
+        self.class_logits = class_logits
+
+    def forward(self, x):
+        assert len(x) == len(self.class_logits)
+        return self.class_logits.clone(), torch.zeros(len(x), 4 * self.class_logits.shape[1])
+
+
+def test_soft_nms_decays_the_scores_of_overlapping_boxes_that_hard_nms_removes(monkeypatch):
+    """Three class-1 candidates: B overlaps A (IoU 0.77), C overlaps A and B (IoU 0.33 and
+    0.36). Hard NMS at 0.5 keeps A and C with their classification scores; Gaussian Soft-NMS
+    (sigma 0.6, score threshold 0.001) keeps all three, C and B with decayed scores."""
+    a, b, c = [20.0, 20, 80, 80], [24.0, 24, 84, 84], [50.0, 20, 110, 80]
+    boxes = torch.tensor([a, b, c])
+    logits = torch.tensor([[0.0, 6, 0, 0], [0, 5, 0, 0], [0, 4, 0, 0]])  # the other classes < 0.05
+    probabilities = logits.softmax(-1)[:, 1]
+    batch = images(1, size=(128, 160))  # NARROW's min/max size: not resized, so boxes stay put
+    outputs = {}
+    for soft_nms in (False, True):
+        model = small_model(soft_nms=soft_nms).eval()
+        monkeypatch.setattr(model, "rpn", FixedProposals(boxes))
+        monkeypatch.setattr(model.roi_heads, "box_predictor", FixedBoxPredictor(logits))
+        with torch.no_grad():
+            (outputs[soft_nms],) = model(batch)
+    hard, soft = outputs[False], outputs[True]
+    assert torch.all(hard["labels"] == 1) and torch.all(soft["labels"] == 1)
+    torch.testing.assert_close(hard["boxes"], boxes[[0, 2]])
+    torch.testing.assert_close(hard["scores"], probabilities[[0, 2]])
+    expected_keep, expected_scores = batched_soft_nms_reference(
+        boxes, probabilities, torch.ones(3), sigma=0.6, score_threshold=1e-3
+    )
+    assert expected_keep.tolist() == [0, 2, 1]
+    torch.testing.assert_close(soft["boxes"], boxes[expected_keep])
+    torch.testing.assert_close(soft["scores"], expected_scores.float())
+    # Only Soft-NMS keeps B, and it decays C's and B's scores below their classification scores.
+    assert soft["scores"][1] < probabilities[2] - 0.1 and soft["scores"][2] < probabilities[1] - 0.5
 
 
 def test_gt_maskiou_at_eval_scores_by_the_true_maskiou():

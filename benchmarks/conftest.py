@@ -1,13 +1,25 @@
 """Side-by-side benchmarks: each group has a baseline row and an msrcnn_fast row, measured in
-the same run. At the end a table gives the speedups (baseline median / ours); a group with a
-target (minimum speedup) below it, or an msrcnn_fast row with a time limit above it, fails
-the run."""
+the same run (medians compared). A group states what ours must reach, as one of
+
+* target: a speedup, baseline median / ours >= target (the baseline computes the same thing);
+* time_ratio: ours median / baseline median <= time_ratio (targets stated as a fraction of the
+  baseline's time, and baselines that are not the same computation: a memory-traffic floor,
+  another algorithm; such a ratio is not a speedup);
+* limit: ours median <= limit seconds (targets stated as absolute times).
+
+The row that completes a group checks it and fails with a message naming the target and the
+measured ratio, so `pytest benchmarks` (`make bench`) fails exactly when a target is missed.
+At the end a table lists every group, its ratio and its verdict.
+"""
 
 import pytest
 import torch
 
 BASELINE = "baseline"
 OURS = "msrcnn_fast"
+
+# group -> {impl: median seconds, "requirement": dict}; filled by measure() in this session.
+_GROUPS = {}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -22,58 +34,92 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def measure(benchmark, fn, *, impl, group, target=None, limit=None, rounds=5):
-    """Times `fn` as row `impl` of `group`.
+def measure(benchmark, fn, *, impl, group, target=None, time_ratio=None, limit=None, rounds=5):
+    """Times `fn` as row `impl` (BASELINE or OURS) of `group`; returns fn's result.
 
-    target: the speedup over the baseline row ours must reach; limit: the median time in
-    seconds ours must stay under (for targets stated as absolute times).
+    target: the speedup over the baseline row ours must reach; time_ratio: the largest
+    ours / baseline time allowed (see the module's note); limit: the median time in seconds
+    ours must stay under. Give the same requirement to both rows of a group. Once both rows
+    have run, the requirement is checked and a miss fails the test that completed the group.
     """
     benchmark.group = group
-    benchmark.extra_info.update(impl=impl, target=target, limit=limit)
-    return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(impl=impl, target=target, time_ratio=time_ratio, limit=limit)
+    result = benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        entry = _GROUPS.setdefault(group, {})
+        entry[impl] = benchmark.stats.stats.median
+        if target is not None or time_ratio is not None or limit is not None:
+            entry["requirement"] = dict(target=target, time_ratio=time_ratio, limit=limit)
+        row = _row(group, entry)
+        if row is not None and _missed(row):
+            pytest.fail(f"{group}: {_measured(row)}, target {_wanted(row)}: MISSED", pytrace=False)
+    return result
 
 
-def _speedups(config):
-    session = getattr(config, "_benchmarksession", None)
-    if session is None:
-        return []
-    groups = {}
-    for bench in session.benchmarks:
-        if bench and "impl" in bench.extra_info:
-            groups.setdefault(bench.group, {})[bench.extra_info["impl"]] = bench
-    rows = []
-    for group, impls in sorted(groups.items()):
-        if OURS not in impls:
-            continue
-        ours = impls[OURS].stats.median
-        base = impls[BASELINE].stats.median if BASELINE in impls else None
-        info = impls[OURS].extra_info
-        rows.append((group, base, ours, base / ours if base else None, info.get("target"), info.get("limit")))
-    return rows
+def _row(group, entry):
+    """(group, baseline, ours, requirement) once ours has run, else None."""
+    if OURS not in entry:
+        return None
+    return group, entry.get(BASELINE), entry[OURS], entry.get("requirement", {})
 
 
 def _missed(row):
-    _, _, ours, speedup, target, limit = row
-    return (target is not None and speedup is not None and speedup < target) or (limit is not None and ours > limit)
+    _, base, ours, req = row
+    if req.get("limit") is not None and ours > req["limit"]:
+        return True
+    if base is None:
+        return False
+    if req.get("target") is not None and base / ours < req["target"]:
+        return True
+    return req.get("time_ratio") is not None and ours / base > req["time_ratio"]
+
+
+def _measured(row):
+    _, base, ours, req = row
+    if base is None:
+        return f"ours {ours * 1e3:.1f} ms"
+    if req.get("time_ratio") is not None:
+        return f"time {ours / base:.2f}x the baseline's ({ours * 1e3:.1f} / {base * 1e3:.1f} ms)"
+    return f"speedup {base / ours:.2f}x ({base * 1e3:.1f} / {ours * 1e3:.1f} ms)"
+
+
+def _wanted(row):
+    req = row[3]
+    parts = []
+    if req.get("target") is not None:
+        parts.append(f"speedup >= {req['target']:.1f}x")
+    if req.get("time_ratio") is not None:
+        parts.append(f"time <= {req['time_ratio']:.2f}x the baseline's")
+    if req.get("limit") is not None:
+        parts.append(f"<= {req['limit'] * 1e3:.0f} ms")
+    return ", ".join(parts)
+
+
+def _rows():
+    return [row for group, entry in sorted(_GROUPS.items()) if (row := _row(group, entry)) is not None]
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if any(_missed(row) for row in _speedups(session.config)) and session.exitstatus == 0:
+    if any(_missed(row) for row in _rows()) and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    rows = _speedups(config)
+    rows = _rows()
     if not rows:
         return
-    terminalreporter.section("speedup of msrcnn_fast over the baseline (medians, same run)")
-    terminalreporter.write_line(f"{'group':<66} {'baseline':>10} {'ours':>10} {'speedup':>8}  target")
+    terminalreporter.section("msrcnn_fast against the baseline row of each group (medians, same run)")
+    width = max(len(row[0]) for row in rows)
+    terminalreporter.write_line(f"{'group':<{width}} {'baseline':>10} {'ours':>10}  {'measured':<19} target")
     for row in rows:
-        group, base, ours, speedup, target, limit = row
-        wanted = " ".join(
-            ([f">= {target:.1f}x"] if target is not None else []) + ([f"<= {limit * 1e3:.0f}ms"] if limit else [])
-        )
-        verdict = f"{wanted} {'MISSED' if _missed(row) else 'ok'}" if wanted else ""
+        group, base, ours, req = row
+        if base is None:
+            measured = ""
+        elif req.get("time_ratio") is not None:
+            measured = f"time {ours / base:.2f}x base"
+        else:
+            measured = f"speedup {base / ours:.2f}x"
+        wanted = _wanted(row)
+        verdict = f"{wanted}: {'MISSED' if _missed(row) else 'ok'}" if wanted else "(no target)"
         base_text = f"{base * 1e3:>8.1f}ms" if base else f"{'-':>10}"
-        speedup_text = f"{speedup:>7.2f}x" if speedup else f"{'-':>8}"
-        terminalreporter.write_line(f"{group:<66} {base_text} {ours * 1e3:>8.1f}ms {speedup_text}  {verdict}")
+        terminalreporter.write_line(f"{group:<{width}} {base_text} {ours * 1e3:>8.1f}ms  {measured:<19} {verdict}")

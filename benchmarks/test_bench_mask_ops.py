@@ -1,22 +1,30 @@
 """Mask ops: msrcnn_fast against the plain-PyTorch compositions, side by side.
 
-* mask_pool_concat: the MaskIoU head's input in training, 128 positive RoIs x 256 channels,
-  14x14 RoI features and 28x28 mask logits of 81 classes (COCO), forward + backward to both
-  inputs (torch.autograd.grad: in the model both are intermediate tensors, so no leaf
-  gradient copies are timed). Baseline: cat(f, max_pool2d(sigmoid(m[arange, labels]), 2)).
-* maskiou_targets: 128 positive RoIs over 20 ground truths of an 800x1088 image, mask
-  targets included. Baseline: the popular reimplementations' shape (torchvision's
-  project_masks_on_boxes, a Python loop cropping each RoI's ground truth for the area ratio,
-  the authors' formula): ops/_reference.py maskiou_targets_per_instance.
-* paste_masks: 100 detections' 28x28 masks pasted into an 800x1088 image and thresholded.
-  Baseline: torchvision's paste_masks_in_image(...) > 0.5.
+Workloads and targets as the mask-kernel issue (4) states them, and issue 13 for the CPU floor;
+float32. Each runs on the CPU and, marked `cuda` (skipped without a GPU), on the GPU.
 
-Each runs on the CPU and, marked `cuda` (skipped without a GPU), on the GPU with the same
-targets. On this 2-core CPU, mask_pool_concat's forward + backward is bound by memory
-traffic: any implementation writes the 26 MB output and the 33 MB dense gradient of the 81
-classes' logits, and a plain copy + zero-fill of those bytes takes ~2.5 ms against the
-composition's ~5.7 ms, so the CPU cannot reach 3x (it measures ~1.8-2x); on a GPU the
-composition's ~12 kernel launches dominate at this size.
+* mask_pool_concat, forward + backward to both inputs: the MaskIoU head's input in training,
+  128 positive RoIs x 256 channels, 14x14 RoI features and 28x28 mask logits of 81 classes
+  (COCO) or of the 1 selected class, NCHW; torch.autograd.grad to both inputs (in the model
+  both are intermediate tensors, so no leaf gradient copies are timed). Baseline: the
+  composition cat(f, max_pool2d(sigmoid(m[arange, labels]), 2)) (ops/_reference.py).
+  Targets: on CUDA, 81 classes, >= 3x the composition (issue 4). On the CPU the op is judged
+  against the memory-traffic floor instead (issue 13): its time <= 1.2x that of a plain copy
+  of the [128, 257, 14, 14] output's bytes into a fresh tensor plus a zero-fill of a fresh
+  [128, 81, 28, 28] logits gradient, the bytes any implementation writes, in the same run.
+  On this 2-core CPU those bytes take ~2.5-3.5 ms against the composition's ~4.5-5.5 ms: 3x
+  is out of reach there; the CPU rows against the composition, and the 1-class rows, have no
+  target.
+  Forward alone: no target (reported only).
+* maskiou_targets (incl. mask targets): 128 RoIs over 20 ground truths of an 800x1088 image.
+  Target >= 10x a per-instance loop like the popular reimplementations' (issue 4:
+  ops/_reference.py maskiou_targets_per_instance: torchvision's project_masks_on_boxes, then a
+  Python loop cropping each RoI's ground truth for the area ratio, the authors' formula). Also
+  against the vectorised plain-PyTorch reference (ops/_reference.py maskiou_targets:
+  summed-area tables, no Python loop): no target, reported only. That reference is slower than
+  the loop here: it gathers each RoI's whole [801, 1089] int64 table (~0.9 GB for 128 RoIs).
+* paste_masks: 100 detections' 28x28 masks pasted into an 800x1088 image and thresholded at
+  0.5. Baseline: torchvision's paste_masks_in_image(...)[:, 0] > 0.5. Target >= 5x (issue 4).
 """
 
 import pytest
@@ -68,10 +76,15 @@ def forward_backward(fn, features, logits, labels, grad):
     return step
 
 
+MASK_POOL_CONCAT = "128 RoIs x 256 ch, 14x14 features, 28x28 logits"
+
+
 @pytest.mark.parametrize("impl", [BASELINE, OURS])
 @pytest.mark.parametrize("classes", [81, 1])
 @pytest.mark.parametrize("device", DEVICES)
 def test_mask_pool_concat_forward_backward(benchmark, device, classes, impl):
+    """mask_pool_concat fwd+bwd against the composition; target >= 3x on CUDA at 81 classes
+    (issue 4); none on the CPU (judged against the floor below) nor at 1 class."""
     features, logits, labels = mask_head_outputs(128, 256, classes, device)
     grad = torch.randn(128, 257, 14, 14, device=device)
     fn = ref.mask_pool_concat if impl == BASELINE else ops.mask_pool_concat
@@ -82,38 +95,42 @@ def test_mask_pool_concat_forward_backward(benchmark, device, classes, impl):
         benchmark,
         timed(step, device),
         impl=impl,
-        group=group_name(f"mask_pool_concat fwd+bwd, 128 RoIs x 256 ch, {what}", device),
-        target=3.0 if classes == 81 else None,
+        group=group_name(f"mask_pool_concat fwd+bwd vs composition, {MASK_POOL_CONCAT} of {what}", device),
+        target=3.0 if classes == 81 and device == "cuda" else None,
         rounds=15,
     )
     assert result[1].shape == logits.shape
 
 
-@pytest.mark.parametrize("impl", [BASELINE, OURS])
+@pytest.mark.parametrize("impl", [pytest.param(BASELINE, id="floor_copy_zero_fill"), OURS])
 def test_mask_pool_concat_against_the_bytes_it_writes(benchmark, impl):
-    """The memory-traffic floor on the CPU: the "baseline" row only copies the features into a
-    fresh [N, C + 1, 14, 14] output and zero-fills a fresh gradient of the 81 classes' logits,
-    the bytes any implementation of the forward + backward writes. A speedup near 1x is ours
-    at that floor."""
+    """The CPU target (issue 13): mask_pool_concat fwd+bwd at 81 classes in at most 1.2x the
+    time of the memory-traffic floor. The floor ("baseline" row) copies as many bytes as the
+    op's [128, 257, 14, 14] output into a fresh tensor (torch.empty, then copy_) and zero-fills
+    a fresh gradient of the [128, 81, 28, 28] logits (torch.zeros): the bytes any
+    implementation of the forward + backward writes. Not a speedup: a time ratio to a floor."""
     features, logits, labels = mask_head_outputs(128, 256, 81)
     grad = torch.randn(128, 257, 14, 14)
+    output_bytes = torch.randn(128, 257, 14, 14)
 
     def floor():
         output = torch.empty(128, 257, 14, 14)
-        output[:, :256].copy_(features)
-        return output, torch.zeros_like(logits)
+        output.copy_(output_bytes)
+        return output, torch.zeros(128, 81, 28, 28)
 
     step = forward_backward(ops.mask_pool_concat, features, logits, labels, grad)
-    group = "mask_pool_concat fwd+bwd vs copy + zero-fill of its bytes (floor)"
-    measure(benchmark, floor if impl == BASELINE else step, impl=impl, group=group, rounds=15)
+    group = f"mask_pool_concat fwd+bwd vs copy + zero-fill of its bytes (floor), {MASK_POOL_CONCAT} of 81 classes"
+    result = measure(benchmark, floor if impl == BASELINE else step, impl=impl, group=group, time_ratio=1.2, rounds=15)
+    assert result[1].shape == logits.shape
 
 
 @pytest.mark.parametrize("impl", [BASELINE, OURS])
 @pytest.mark.parametrize("device", DEVICES)
 def test_mask_pool_concat_forward(benchmark, device, impl):
+    """mask_pool_concat forward alone against the composition, 81 classes: no target (reported only)."""
     features, logits, labels = mask_head_outputs(128, 256, 81, device)
     fn = ref.mask_pool_concat if impl == BASELINE else ops.mask_pool_concat
-    group = group_name("mask_pool_concat fwd, 128 RoIs x 256 ch", device)
+    group = group_name(f"mask_pool_concat fwd vs composition, {MASK_POOL_CONCAT} of 81 classes", device)
     measure(benchmark, timed(lambda: fn(features, logits, labels), device), impl=impl, group=group, rounds=15)
 
 
@@ -137,17 +154,29 @@ def instances(gts, rois, seed=0):
     return masks, proposals, matched, logits
 
 
+MASKIOU_TARGETS = "maskiou_targets + mask targets, 128 RoIs, 20 GTs, 800x1088"
+MASKIOU_BASELINES = {
+    # name: (reference, target speedup)
+    "per-instance loop": (ref.maskiou_targets_per_instance, 10.0),
+    "vectorised reference": (ref.maskiou_targets, None),
+}
+
+
 @pytest.mark.parametrize("impl", [BASELINE, OURS])
+@pytest.mark.parametrize("reference", list(MASKIOU_BASELINES))
 @pytest.mark.parametrize("device", DEVICES)
-def test_maskiou_targets(benchmark, device, impl):
+def test_maskiou_targets(benchmark, device, reference, impl):
+    """maskiou_targets against the per-instance loop (target >= 10x, issue 4) and against the
+    vectorised plain-PyTorch reference (no target, reported only)."""
     masks, proposals, matched, logits = (t.to(device) for t in instances(20, 128))
-    fn = ref.maskiou_targets_per_instance if impl == BASELINE else ops.maskiou_targets
+    baseline, target = MASKIOU_BASELINES[reference]
+    fn = baseline if impl == BASELINE else ops.maskiou_targets
     targets, maskiou = measure(
         benchmark,
         timed(lambda: fn(masks, proposals, matched, logits), device),
         impl=impl,
-        group=group_name("maskiou_targets + mask targets, 128 RoIs, 20 GTs, 800x1088", device),
-        target=10.0,
+        group=group_name(f"{MASKIOU_TARGETS}, vs {reference}", device),
+        target=target,
     )
     assert targets.shape == (128, 28, 28) and 0 < maskiou.mean() < 1
 
@@ -163,11 +192,12 @@ def detections(count, seed=0):
 @pytest.mark.parametrize("impl", [BASELINE, OURS])
 @pytest.mark.parametrize("device", DEVICES)
 def test_paste_masks(benchmark, device, impl):
+    """paste_masks of 100 28x28 masks into 800x1088, thresholded; target >= 5x torchvision."""
     masks, boxes = (t.to(device) for t in detections(100))
     if impl == BASELINE:
         fn = lambda: paste_masks_in_image(masks, boxes, IMAGE)[:, 0] > 0.5  # noqa: E731
     else:
         fn = lambda: ops.paste_masks(masks, boxes, IMAGE)  # noqa: E731
-    group = group_name("paste_masks, 100 masks into 800x1088", device)
+    group = group_name("paste_masks vs torchvision paste_masks_in_image > 0.5, 100 masks into 800x1088", device)
     result = measure(benchmark, timed(fn, device), impl=impl, group=group, target=5.0)
     assert result.shape == (100, *IMAGE)

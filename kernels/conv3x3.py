@@ -32,8 +32,9 @@ The launchers (``conv3x3_forward``, ``conv3x3_backward_input``, ``conv3x3_backwa
 the CUDA kernels of the ``msrcnn::conv3x3`` ops (registered in msrcnn_fast/ops/conv3x3.py). They
 take tensors on a CUDA device, or CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1``:
 how the tests run them here), and launch through ``torch.library.wrap_triton`` (a plain launch
-in eager mode; traceable where a caller wraps them in a ``triton_op``). Autotuning: ``forward_configs()`` and friends list the configs;
-``MSRCNN_TRITON_AUTOTUNE=0`` turns autotuning off and uses ``default_config(...)``.
+in eager mode; traceable where a caller wraps them in a ``triton_op``). Autotuning:
+``forward_configs()`` and friends list the configs; ``MSRCNN_TRITON_AUTOTUNE=0`` turns autotuning
+off and uses ``default_config(...)``.
 """
 
 import contextlib

@@ -42,17 +42,13 @@ def predict_batches(model, loader, *, device, amp=False):
             yield image_id, image, {k: v.cpu() for k, v in output.items()}
 
 
-def run_evaluation(
-    cfg, checkpoint_path, *, out_dir, max_images=None, draw_images=0, draw_thresh=0.5, progress=True
-):
+def run_evaluation(cfg, checkpoint_path, *, out_dir, max_images=None, draw_images=0, draw_thresh=0.5, progress=True):
     """Evaluates a checkpoint on data.val: writes evaluation.json and the plots into out_dir, and
     the detections of the first `draw_images` images into out_dir/predictions; returns
     (results dict, table text)."""
     device = resolve_device(cfg)
     dataset = build_dataset(cfg, "val", training=False)
-    model, categories = load_trained_model(
-        cfg, checkpoint_path, device=device, categories=dataset.categories
-    )
+    model, categories = load_trained_model(cfg, checkpoint_path, device=device, categories=dataset.categories)
     subset = dataset if max_images is None else torch.utils.data.Subset(dataset, range(min(max_images, len(dataset))))
     loader = build_test_loader(cfg, subset, device_type=device)
     evaluator = MaskScoringEvaluator(

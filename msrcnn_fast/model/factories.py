@@ -176,9 +176,7 @@ def mask_scoring_rcnn(
         maskiou_loss_weight=maskiou_loss_weight,
         gt_maskiou_at_eval=gt_maskiou_at_eval,
     )
-    transform = DetectionTransform(
-        min_size, max_size, list(image_mean), list(image_std), channels_last=channels_last
-    )
+    transform = DetectionTransform(min_size, max_size, list(image_mean), list(image_std), channels_last=channels_last)
     model = MaskScoringRCNN(backbone=backbone, rpn=rpn, roi_heads=roi_heads, transform=transform)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

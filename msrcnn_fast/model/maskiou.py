@@ -219,8 +219,6 @@ def ground_truth_maskiou(boxes, labels, label_mask_logits, target):
     overlap = box_ops.box_iou(boxes, target["boxes"].to(boxes.dtype))
     overlap = overlap * (labels[:, None] == target["labels"][None, :])
     best, matched = overlap.max(dim=1)
-    _, maskiou = ops.maskiou_targets(
-        target["masks"], boxes, matched, label_mask_logits, label_mask_logits.shape[-1]
-    )
+    _, maskiou = ops.maskiou_targets(target["masks"], boxes, matched, label_mask_logits, label_mask_logits.shape[-1])
     maskiou = maskiou.to(label_mask_logits.dtype)
     return torch.where(best > 0, maskiou, torch.zeros_like(maskiou))

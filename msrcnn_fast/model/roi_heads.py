@@ -4,7 +4,8 @@ Training (per image): proposals plus the ground-truth boxes are matched (IoU >= 
 positive) and sampled (512, a quarter positive); the box head is trained on all of them, the
 mask head and the MaskIoU head on the positives. The MaskIoU head reads the mask head's
 ground-truth-class logits through sigmoid and 2x2 max pooling, next to the 14x14 RoI features
-(nothing detached), and regresses the MaskIoU target of docs/semantics.md with 0.5 x MSE. Inference: per-class NMS (hard 0.5, or Gaussian Soft-NMS), top 100, then masks and
+(nothing detached), and regresses the MaskIoU target of docs/semantics.md with 0.5 x MSE.
+Inference: per-class NMS (hard 0.5, or Gaussian Soft-NMS), top 100, then masks and
 mask_score = classification score x predicted MaskIoU of the predicted class.
 
 The hot ops are msrcnn_fast.ops: the fused multi-level RoIAlign, (soft) NMS,
@@ -19,7 +20,6 @@ from torchvision.models.detection import _utils as det_utils
 from torchvision.ops import boxes as box_ops
 
 from msrcnn_fast import ops
-
 from msrcnn_fast.model.maskiou import (
     MASKIOU_INPUTS,
     MASKIOU_TARGETS,

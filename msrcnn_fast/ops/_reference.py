@@ -1,4 +1,4 @@
-"""Plain-PyTorch references of the ops, written from ../shared/SEMANTICS.md and the papers.
+"""Plain-PyTorch references of the ops, written from docs/semantics.md and the papers.
 
 Slow and simple on purpose: tests and benchmarks compare the kernels against these.
 (RoIAlign is checked against torchvision itself.)
@@ -75,7 +75,7 @@ def batched_soft_nms_reference(boxes: Tensor, scores: Tensor, idxs: Tensor, **kw
 
 
 # ---------------------------------------------------------------------------------------
-# mask_pool_concat: the MaskIoU head's input (SEMANTICS.md, "MaskIoU head input"; Table 4).
+# mask_pool_concat: the MaskIoU head's input (docs/semantics.md, "MaskIoU head input"; Table 4).
 
 
 def mask_pool_concat(
@@ -97,7 +97,7 @@ def mask_pool_concat(
 
 
 # ---------------------------------------------------------------------------------------
-# maskiou_targets: mask targets and MaskIoU targets (SEMANTICS.md, "MaskIoU target").
+# maskiou_targets: mask targets and MaskIoU targets (docs/semantics.md, "MaskIoU target").
 
 
 def project_masks_on_boxes(
@@ -132,7 +132,7 @@ def area_ratios(gt_masks: Tensor, proposals: Tensor, matched_idxs: Tensor) -> Te
 
 
 def maskiou_from_targets(mask_targets: Tensor, mask_logits: Tensor, ratios: Tensor) -> Tensor:
-    """The authors' compute_mask_iou_targets, on targets binarised at 0.5 (SEMANTICS.md)."""
+    """The authors' compute_mask_iou_targets, on targets binarised at 0.5 (docs/semantics.md)."""
     pred = (mask_logits > 0).to(mask_targets)
     target = (mask_targets >= 0.5).to(mask_targets)
     full_area = target.sum(dim=(1, 2)) / ratios.clamp(min=1e-10)

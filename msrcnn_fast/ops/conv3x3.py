@@ -165,7 +165,9 @@ def _backward_weight_flops(grad_shape, input_shape, stride, *, out_shape, **kwar
 # --- the public function and the module -------------------------------------------------------
 
 
-def conv3x3(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1, *, relu: bool = False) -> Tensor:
+def conv3x3(
+    input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1, *, relu: bool = False
+) -> Tensor:
     """relu?(conv2d(input, weight, bias, stride, padding=1)) for a 3x3 weight: msrcnn::conv3x3.
 
     Args:

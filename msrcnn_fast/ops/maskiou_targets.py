@@ -1,7 +1,7 @@
 """MaskIoU targets (Mask Scoring R-CNN) and mask targets in one kernel, no per-RoI Python loop.
 
 Kernel: ``torch.ops.msrcnn.maskiou_targets`` (csrc/ops/maskiou_targets). Conventions (see
-maskiou_targets_math.h, ../shared/SEMANTICS.md "MaskIoU target"):
+maskiou_targets_math.h, docs/semantics.md "MaskIoU target"):
 
 * mask targets: torchvision's ``project_masks_on_boxes``, i.e. ``roi_align(gt_masks[:, None].float(),
   rois, (M, M), 1.0)`` with sampling_ratio -1 (adaptive) and aligned=False (detectron2's aligned=True

@@ -26,6 +26,7 @@ from torch._subclasses.fake_tensor import is_fake
 
 __all__ = ["batched_nms", "batched_soft_nms", "nms", "soft_nms"]
 
+
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, *, offset: float = 0.0) -> Tensor:
     """Greedy hard NMS, as ``torchvision.ops.nms``.
 

@@ -6,8 +6,8 @@ import os
 import pytest
 import torch
 
-from msrcnn_fast.engine.checkpoint import load_checkpoint
 import msrcnn_fast.model
+from msrcnn_fast.engine.checkpoint import load_checkpoint
 from msrcnn_fast.model import msrcnn_resnet18_fpn
 from msrcnn_fast.train import main as train_main
 from tests.engine.conftest import tiny_config

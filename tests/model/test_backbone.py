@@ -2,16 +2,28 @@
 
 import pytest
 import torch
-from torchvision.models import resnet
+from torchvision.models import mobilenet_v3_small, resnet
 from torchvision.ops import FrozenBatchNorm2d
 
-from msrcnn_fast.model.backbone import fold_frozen_batchnorm, norm_layer_of, resnet_fpn_backbone
+from msrcnn_fast.model.backbone import norm_layer_of, resnet_fpn_backbone
+from msrcnn_fast.model.batchnorm_folding import FoldedFrozenBatchNorm2d, FrozenBatchNormConv3x3, fold_frozen_batchnorm
+from msrcnn_fast.ops import Conv3x3
+
+NETWORKS = {
+    "resnet18": lambda: resnet.resnet18(weights=None, norm_layer=FrozenBatchNorm2d),
+    "resnet50": lambda: resnet.resnet50(weights=None, norm_layer=FrozenBatchNorm2d),
+    # Conv2dNormActivation blocks (nn.Sequential), depthwise convolutions, squeeze-excitation.
+    "mobilenet_v3": lambda: mobilenet_v3_small(weights=None, norm_layer=FrozenBatchNorm2d),
+}
 
 
-@pytest.mark.parametrize("depth", [18, 50])
-def test_folded_frozen_batchnorm_computes_the_same_network(depth):
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+@pytest.mark.parametrize("convert", [False, True])
+def test_folded_frozen_batchnorm_computes_the_same_network(network, convert):
+    """Every FrozenBatchNorm2d after a conv is folded (on Conv3x3s too, after Conv3x3.convert),
+    with the same state_dict and the same outputs."""
     torch.manual_seed(0)
-    plain = getattr(resnet, f"resnet{depth}")(weights=None, norm_layer=FrozenBatchNorm2d).eval()
+    plain = NETWORKS[network]().eval()
     with torch.no_grad():  # non-trivial statistics and affine parameters
         for module in plain.modules():
             if isinstance(module, FrozenBatchNorm2d):
@@ -19,9 +31,15 @@ def test_folded_frozen_batchnorm_computes_the_same_network(depth):
                 module.running_var.uniform_(0.5, 2.0)
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.2, 0.2)
-    folded = getattr(resnet, f"resnet{depth}")(weights=None, norm_layer=FrozenBatchNorm2d).eval()
+    folded = NETWORKS[network]().eval()
     folded.load_state_dict(plain.state_dict())
-    fold_frozen_batchnorm(folded)
+    if convert:
+        Conv3x3.convert(folded)
+    norms = sum(type(m) is FrozenBatchNorm2d for m in folded.modules())
+    assert fold_frozen_batchnorm(folded) == norms > 0
+    assert not any(type(m) is FrozenBatchNorm2d for m in folded.modules())
+    assert sum(type(m) is FoldedFrozenBatchNorm2d for m in folded.modules()) == norms
+    assert any(type(m) is FrozenBatchNormConv3x3 for m in folded.modules()) == convert
     assert folded.state_dict().keys() == plain.state_dict().keys()
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
@@ -31,7 +49,8 @@ def test_folded_frozen_batchnorm_computes_the_same_network(depth):
     # Gradients reach the convolution weights as before.
     folded.train()
     folded(x).sum().backward()
-    assert folded.conv1.weight.grad is not None and folded.conv1.weight.grad.abs().sum() > 0
+    first_conv = next(m for m in folded.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.weight.grad is not None and first_conv.weight.grad.abs().sum() > 0
 
 
 def test_norm_choices():

@@ -1,5 +1,5 @@
 """Multiply-adds per RoI of the heads, counted by torch.utils.flop_counter on the real modules,
-against the paper's figures (../shared/SEMANTICS.md): MaskIoU head 0.39 G, mask head 0.53 G
+against the paper's figures (docs/semantics.md): MaskIoU head 0.39 G, mask head 0.53 G
 (81 classes). FlopCounterMode counts a convolution or a matmul as 2 FLOPs per multiply-add.
 
 The modules run on the meta device: shapes only, no arithmetic.
@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from msrcnn_fast.model import MaskHead, MaskIoUHead
-from msrcnn_fast.ops import Conv3x3ReLU
+from msrcnn_fast.ops import Conv3x3
 
 ROIS = 8
 
@@ -40,19 +40,19 @@ def layer_macs(module, roi_size):
     return total
 
 
-@pytest.mark.parametrize("backend", ["aten", "triton"])
-def test_maskiou_head_is_0_39_gmac_per_roi(backend):
+@pytest.mark.parametrize("exact_aten", [True, False])
+def test_maskiou_head_is_0_39_gmac_per_roi(exact_aten):
     with torch.device("meta"):
-        head = MaskIoUHead(conv_backend=backend)
+        head = Conv3x3.convert(MaskIoUHead(), exact_aten=exact_aten)
         macs = count_macs(head, torch.empty(ROIS, 257, 14, 14)) / ROIS
     assert macs == layer_macs(head, 14)
     assert abs(macs / 0.39e9 - 1) < 0.02, macs
 
 
-@pytest.mark.parametrize("backend", ["aten", "triton"])
-def test_mask_head_is_0_53_gmac_per_roi(backend):
+@pytest.mark.parametrize("exact_aten", [True, False])
+def test_mask_head_is_0_53_gmac_per_roi(exact_aten):
     with torch.device("meta"):
-        head = MaskHead(conv_backend=backend)
+        head = Conv3x3.convert(MaskHead(), exact_aten=exact_aten)
         macs = count_macs(head, torch.empty(ROIS, 256, 14, 14)) / ROIS
     assert macs == layer_macs(head, 14)
     assert abs(macs / 0.53e9 - 1) < 0.02, macs
@@ -62,9 +62,9 @@ def test_backward_counts_match_aten():
     """The backward ops count as ATen's convolution_backward does: input and weight gradients,
     each as many multiply-adds as the forward."""
     counts = {}
-    for backend in ("aten", "triton"):
+    for exact_aten in (True, False):
         with torch.device("meta"):
-            conv = Conv3x3ReLU(257, 256, backend=backend)
+            conv = Conv3x3(257, 256, relu=True, exact_aten=exact_aten)
             x = torch.empty(ROIS, 257, 14, 14, requires_grad=True)
-            counts[backend] = count_macs(conv, x, backward=True)
-    assert counts["triton"] == counts["aten"] == 3 * ROIS * 257 * 256 * 9 * 196
+            counts[exact_aten] = count_macs(conv, x, backward=True)
+    assert counts[False] == counts[True] == 3 * ROIS * 257 * 256 * 9 * 196

@@ -46,7 +46,7 @@ def test_one_class_logits_gradcheck():
 
 def test_predict_classes_is_the_heads_logits_of_each_rois_class():
     torch.manual_seed(0)
-    head = MaskHead(num_classes=5, in_channels=8, conv_dim=8, num_convs=1, conv_backend="aten")
+    head = MaskHead(num_classes=5, in_channels=8, conv_dim=8, num_convs=1)
     x = torch.randn(3, 8, 7, 7)
     labels = torch.tensor([4, 0, 1])
     torch.testing.assert_close(

@@ -1,9 +1,10 @@
-"""msrcnn_fast.model.MaskIoUHead and MaskHead: architecture and init per ../shared/SEMANTICS.md,
-the Triton conv path against the ATen one, backend choice, torch.export.
+"""msrcnn_fast.model.MaskIoUHead and MaskHead: architecture and init per docs/semantics.md,
+their convs on msrcnn::conv3x3 against ATen's (exact_aten), torch.export.
 
-The Triton path runs on CPU under the Triton interpreter on narrow heads (16-wide convs); both
-paths compute in float32 with float32 accumulation in different orders, through four convs and
-three FCs: observed differences are ~1e-6, checked at 1e-5 (atol and rtol).
+On the CPU the op runs Winograd at stride 1 (ATen at stride 2); both compute in float32, in
+different orders, through four convs and three FCs on narrow heads (16-wide convs): observed
+differences are ~1e-6, checked at 1e-5 (atol and rtol). The Triton kernels (the op's CUDA
+kernels) are checked against ATen in tests/kernels/test_conv3x3.py.
 """
 
 import pytest
@@ -11,10 +12,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from msrcnn_fast.model import MaskHead, MaskIoUHead
+from msrcnn_fast.ops import Conv3x3
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
-MSRCNN_OP = torch.ops.msrcnn.conv3x3_bias_relu
-WINOGRAD_OP = torch.ops.msrcnn.winograd_conv3x3
+MSRCNN_OP = torch.ops.msrcnn.conv3x3
 ATEN_CONV = torch.ops.aten.convolution
 
 
@@ -26,7 +27,7 @@ def conv_ops_run(module, x):
     """The conv ops that ``module(x)`` dispatches (FlopCounterMode sees every op)."""
     with FlopCounterMode(display=False) as counter:
         module(x)
-    return {op for op in counter.get_flop_counts()["Global"] if op in (MSRCNN_OP, WINOGRAD_OP, ATEN_CONV)}
+    return {op for op in counter.get_flop_counts()["Global"] if op in (MSRCNN_OP, ATEN_CONV)}
 
 
 def test_architecture_per_semantics():
@@ -65,41 +66,34 @@ def test_init_per_semantics():
         assert not module.bias.any()
 
 
-def test_triton_matches_aten(interpreter):
-    torch.manual_seed(1)
-    aten = small_iou_head(conv_backend="aten")
-    triton_head = small_iou_head(conv_backend="triton")
-    triton_head.load_state_dict(aten.state_dict())
-    x = torch.randn(3, 17, 6, 6)
-    grad = torch.randn(3, 5)
-    outputs, grads = [], []
-    for head in (aten, triton_head):
-        xr = x.clone().requires_grad_()
-        out = head(xr)
-        out.backward(grad)
-        outputs.append(out)
-        grads.append([xr.grad] + [p.grad for p in head.parameters()])
-    torch.testing.assert_close(outputs[1], outputs[0], **TOL)
-    for ours, expected in zip(grads[1], grads[0]):
-        torch.testing.assert_close(ours, expected, **TOL)
-    assert conv_ops_run(triton_head, x) == {MSRCNN_OP}
-
-
-def test_mask_head_triton_matches_aten(interpreter):
-    torch.manual_seed(2)
-    aten = MaskHead(num_classes=3, in_channels=16, conv_dim=16, num_convs=2, conv_backend="aten")
-    triton_head = MaskHead(num_classes=3, in_channels=16, conv_dim=16, num_convs=2, conv_backend="triton")
-    triton_head.load_state_dict(aten.state_dict())
-    x = torch.randn(2, 16, 5, 5)
-    grad = torch.randn(2, 3, 10, 10)
+def heads_agree(make, x, grad):
+    """make() on msrcnn::conv3x3 and on ATen's convs (exact_aten), same weights: same outputs and
+    gradients (input and every parameter)."""
+    ours = make()
+    aten = Conv3x3.convert(make(), exact_aten=True)
+    aten.load_state_dict(ours.state_dict())
     results = []
-    for head in (aten, triton_head):
+    for head in (ours, aten):
         xr = x.clone().requires_grad_()
         out = head(xr)
         out.backward(grad)
-        results.append([out, xr.grad, head.convs[0].weight.grad])
-    for ours, expected in zip(results[1], results[0]):
-        torch.testing.assert_close(ours, expected, **TOL)
+        results.append([out, xr.grad] + [p.grad for p in head.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_maskiou_head_on_the_op_matches_aten():
+    torch.manual_seed(1)
+    heads_agree(small_iou_head, torch.randn(3, 17, 6, 6), torch.randn(3, 5))
+
+
+def test_mask_head_on_the_op_matches_aten():
+    torch.manual_seed(2)
+    heads_agree(
+        lambda: MaskHead(num_classes=3, in_channels=16, conv_dim=16, num_convs=2),
+        torch.randn(2, 16, 5, 5),
+        torch.randn(2, 3, 10, 10),
+    )
 
 
 def test_mask_head_architecture():
@@ -117,21 +111,14 @@ def test_mask_head_architecture():
     assert tuple(head.predictor.weight.shape) == (81, 256, 1, 1)
 
 
-def test_conv_backend_is_chosen_by_device_and_overridable():
+def test_the_heads_convs_run_the_op_unless_exact_aten():
     head = small_iou_head()
     x = torch.randn(2, 17, 6, 6)
-    assert head.conv_backend == "auto" and all(c.backend == "auto" for c in head.convs)
-    assert conv_ops_run(head, x) == {WINOGRAD_OP, ATEN_CONV}  # auto on CPU: Winograd at stride 1, ATen at 2
-    head.conv_backend = "aten"
+    assert all(type(c) is Conv3x3 and c.relu and not c.exact_aten for c in head.convs)
+    assert conv_ops_run(head, x) == {MSRCNN_OP}
+    Conv3x3.convert(head, exact_aten=True)
     assert conv_ops_run(head, x) == {ATEN_CONV}
-    head.conv_backend = "triton"
-    assert all(c.backend == "triton" for c in head.convs)
-    assert conv_ops_run(head, x) == {MSRCNN_OP}  # (without the interpreter the op runs ATen inside)
-    with pytest.raises(ValueError, match="backend: expected one of 'auto', 'triton', 'winograd', 'aten', got 'cudnn'"):
-        head.conv_backend = "cudnn"
-    with pytest.raises(ValueError, match="backend"):
-        MaskHead(conv_backend="fast")
-    assert "conv_backend='triton'" in repr(head)
+    assert "exact_aten=True" in repr(head)
 
 
 def test_constructor_is_keyword_only_and_checks_its_arguments():
@@ -146,7 +133,7 @@ def test_constructor_is_keyword_only_and_checks_its_arguments():
 
 
 def test_bad_input_shape():
-    head = small_iou_head(conv_backend="aten")
+    head = small_iou_head()
     with pytest.raises(ValueError, match=r"x: expected a Tensor\[N, 17, 6, 6\], got shape \(2, 16, 6, 6\)"):
         head(torch.zeros(2, 16, 6, 6))
     with pytest.raises(ValueError, match=r"x: expected a Tensor\[N, 16, H, W\]"):
@@ -155,9 +142,9 @@ def test_bad_input_shape():
 
 def test_export_keeps_the_msrcnn_ops():
     torch.manual_seed(3)
-    head = small_iou_head(conv_backend="triton").eval()
+    head = small_iou_head().eval()
     x = torch.randn(2, 17, 6, 6)
     program = torch.export.export(head, (x,))
     targets = [node.target for node in program.graph.nodes if node.op == "call_function"]
-    assert targets.count(torch.ops.msrcnn.conv3x3_bias_relu.default) == 4
+    assert targets.count(torch.ops.msrcnn.conv3x3.default) == 4
     torch.testing.assert_close(program.module()(x), head(x))

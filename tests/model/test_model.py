@@ -101,7 +101,7 @@ def test_training_returns_the_losses_and_they_backpropagate(factory):
 
 
 def test_maskiou_loss_reaches_mask_head_and_backbone():
-    """Nothing on the MaskIoU head's input side is detached (SEMANTICS)."""
+    """Nothing on the MaskIoU head's input side is detached (docs/semantics.md)."""
     model = small_model().train()
     batch = images()
     losses = model(batch, make_targets(batch, per_image=(4, 3)))
@@ -255,7 +255,7 @@ def reference_maskiou_input(variant, call, mask_logits, labels):
 
 
 def reference_maskiou(logits, gt_mask, box):
-    """SEMANTICS.md's MaskIoU target of one RoI, from scratch: the predicted mask (logit > 0)
+    """docs/semantics.md's MaskIoU target of one RoI, from scratch: the predicted mask (logit > 0)
     against the ground truth cropped to the box and resized to 28x28 (torchvision's mask target,
     binarised at 0.5), the union counting the whole instance (area inside the box / full area:
     pixels whose centres lie in the box)."""
@@ -286,27 +286,27 @@ def matched_ground_truth(call):
 
 def reference_maskiou_entries(call, mask_logits, variant):
     """(row, class, MaskIoU target, sample's target) of every output the Table 5 variant trains:
-    the ground-truth class's ("target_class"); every class's, 0 for the absent ones, a sample
-    being the RoI with its ground-truth class's target ("all_classes"); or each class present in
-    the RoI, i.e. with a ground-truth box overlapping it, against its best-overlapping instance,
-    each its own sample ("present_classes")."""
+    the ground-truth class's ("target_class"); each class present in the RoI, i.e. with a
+    ground-truth box overlapping it, against its best-overlapping instance, each its own sample
+    ("present_classes"); or every class's, the present ones as for "present_classes", 0 for the
+    absent ones, a sample being the RoI with its ground-truth class's target ("all_classes")."""
     boxes = torch.cat(call["boxes"])
     entries = []
     for row, (image, g, label) in enumerate(matched_ground_truth(call)):
         target = call["targets"][image]
         own = reference_maskiou(mask_logits[row, label], target["masks"][g], boxes[row])
-        if variant == "all_classes":
-            entries += [(row, k, own if k == label else 0.0, own) for k in range(mask_logits.shape[1])]
-            continue
-        entries.append((row, label, own, own))
-        if variant == "present_classes":
+        present = {label: own}
+        if variant != "target_class":
             iou = box_iou(boxes[row][None], target["boxes"])[0]
             for k in sorted(set(target["labels"].tolist()) - {label}):
                 of_class = torch.where(target["labels"] == k, iou, torch.zeros_like(iou))
                 if of_class.max() > 0:
                     other = target["masks"][int(of_class.argmax())]
-                    maskiou = reference_maskiou(mask_logits[row, k], other, boxes[row])
-                    entries.append((row, k, maskiou, maskiou))
+                    present[k] = reference_maskiou(mask_logits[row, k], other, boxes[row])
+        if variant == "all_classes":
+            entries += [(row, k, present.get(k, 0.0), own) for k in range(mask_logits.shape[1])]
+        else:
+            entries += [(row, k, maskiou, maskiou) for k, maskiou in present.items()]
     return entries
 
 

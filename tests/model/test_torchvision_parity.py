@@ -9,7 +9,7 @@ exact per-level path rather than its coordinate-offset trick (which perturbs IoU
 Both run NCHW (channels_last=False) with torchvision's BatchNorm2d (norm="bn", which is what
 maskrcnn_resnet50_fpn builds without pretrained weights), so that the convolutions take the
 same algorithms: with random weights, scores have near-ties that last-bit differences reorder.
-For the same reason our factory runs ATen's convolutions here (conv_backend="aten"): Winograd's
+For the same reason our factory runs ATen's convolutions here (exact_aten_convs=True): Winograd's
 float32 rounding moves boxes by ~1e-4 relative, above the 1e-3 absolute tolerance.
 Folding frozen batch norm into the convolutions is checked in test_backbone.py.
 """
@@ -73,7 +73,7 @@ def test_our_resnet50_with_torchvision_weights(torchvision_model, batch, expecte
         mask_scoring=False,
         channels_last=False,
         norm="bn",
-        conv_backend="aten",
+        exact_aten_convs=True,
         **SETTINGS,
     ).eval()
     with torch.no_grad():

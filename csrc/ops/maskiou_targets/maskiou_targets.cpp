@@ -1,4 +1,4 @@
-// Schema of maskiou_targets: the MaskIoU head's training targets (MS R-CNN, SEMANTICS.md
+// Schema of maskiou_targets: the MaskIoU head's training targets (MS R-CNN, docs/semantics.md
 // "MaskIoU target") and the mask head's mask targets, for a batch of images in one call.
 // Per image: gt_masks [G, H, W] bool/uint8, proposals [N, 4], matched_idxs [N] int64; the
 // images' target-class mask_logits concatenated [sum N, M, M]. Returns mask_targets

@@ -1,7 +1,7 @@
 #pragma once
 
 // maskiou_targets' per-element math: the ONLY copy, used by the CPU kernels, the CUDA
-// kernels and the CPU element-by-element test build (SEMANTICS.md, "MaskIoU target").
+// kernels and the CPU element-by-element test build (docs/semantics.md, "MaskIoU target").
 //
 // Per positive RoI n of one image, matched to ground truth g = matched_idxs[n]:
 //  * mask_target: ground-truth mask g cropped to the proposal and resized to M x M as
@@ -147,7 +147,7 @@ HOST_DEVICE_INLINE T area_ratio(const T* box, const SatRegion& s, int64_t height
   return static_cast<T>(sat_box_sum(s, rows.begin, rows.end, cols.begin, cols.end)) / static_cast<T>(total);
 }
 
-// SEMANTICS.md's formula from the RoI's sums over its M x M grid.
+// docs/semantics.md's formula from the RoI's sums over its M x M grid.
 template <typename T>
 HOST_DEVICE_INLINE T maskiou_from_sums(T overlap, T pred_sum, T target_sum, T ratio) {
   const T full_area = target_sum / (ratio > min_area_ratio<T>() ? ratio : min_area_ratio<T>());

@@ -193,9 +193,12 @@ def test_good_values_pass_unchanged(tmp_path):
 
 
 def test_a_factory_that_needs_an_argument_gets_it_from_the_config(tmp_path):
-    with pytest.raises(ConfigError, match=r"model.depth must be set \(mask_scoring_rcnn requires it\)"):
-        load_config(write_config(tmp_path, "model: {name: mask_scoring_rcnn}\nsolver: {max_iter: 1}\n"))
-    assert load_config(write_config(tmp_path, "model: {name: mask_scoring_rcnn, depth: 18}\nsolver: {max_iter: 1}\n"))
+    with pytest.raises(ConfigError, match=r"model.depth must be set \(msrcnn_resnet_fpn requires it\)"):
+        load_config(write_config(tmp_path, "model: {name: msrcnn_resnet_fpn}\nsolver: {max_iter: 1}\n"))
+    cfg = load_config(
+        write_config(tmp_path, "model: {name: msrcnn_resnet_fpn, depth: 18, maskiou_tau: 0.5}\nsolver: {max_iter: 1}\n")
+    )
+    assert cfg.model.depth == 18 and cfg.model.maskiou_tau == 0.5  # mask_scoring_rcnn's, through **options
 
 
 def test_the_schema_covers_every_default():

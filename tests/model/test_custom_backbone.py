@@ -10,21 +10,10 @@ from msrcnn_fast.model import mask_scoring_rcnn
 from msrcnn_fast.model.backbone import resnet_fpn_backbone
 from msrcnn_fast.model.batchnorm_folding import FoldedFrozenBatchNorm2d
 from msrcnn_fast.ops import Conv3x3
-from tests.model.test_model import LOSSES, OUTPUTS, images, make_targets
+from tests.model.test_model import LOSSES, NARROW, OUTPUTS, images, make_targets
 
-HEADS = dict(
-    min_size=128,
-    max_size=160,
-    box_fc_dim=64,
-    mask_conv_dim=16,
-    maskiou_conv_dim=16,
-    maskiou_fc_dim=32,
-    rpn_pre_nms_top_n_train=200,
-    rpn_post_nms_top_n_train=100,
-    rpn_pre_nms_top_n_test=100,
-    rpn_post_nms_top_n_test=50,
-    box_batch_size_per_image=32,
-)
+BACKBONE_OPTIONS = ("fpn_channels", "norm", "trainable_backbone_layers")  # msrcnn_resnet_fpn's, not the detector's
+HEADS = {name: value for name, value in NARROW.items() if name not in BACKBONE_OPTIONS}
 BACKBONES = {
     # torchvision's MobileNetV3-FPN: frozen batch norm (folded by the factory), maps "0", "1", "pool".
     "mobilenet_v3_fpn": lambda: mobilenet_backbone(

@@ -17,8 +17,12 @@ leaves each round, the output's gradient a fixed random tensor; the time include
 the maps' gradients. The foundation issue measured torchvision here at 0.76 s single-level
 forward, 2.7 s forward+backward, 0.60 s multi-level 7x7, 0.15 s multi-level 14x14.
 
-Missed on the CPU today (the run fails on them; issue 14 is the work to meet them): the NCHW
-forward rows, single-level (~6-7x) and multi-level (~4-5x).
+Missed on this 2-core AVX2 CPU when written (the run fails on them; issue 14 is the work to
+meet them): every NCHW forward row (single-level ~5x, multi-level 1000 RoIs 2-5x, 100 RoIs ~2x:
+ours spends most of it converting the levels to channels-last) and the NCHW multi-level
+forward+backward rows (~3-4.5x). Near their targets, passing or failing from run to run on
+this shared machine: NCHW single-level forward+backward (4-8x) and channels-last multi-level
+forward at 1000 RoIs (6-12x).
 """
 
 from collections import OrderedDict

@@ -1,25 +1,199 @@
-"""The MaskIoU head's 3x3 convolutions on a GPU: msrcnn_fast's Triton kernels against cuDNN.
+"""msrcnn::conv3x3 against ATen's convolution, on each device: the kernels the dispatcher picks.
 
-Each case times ours (``ops.conv3x3_bias_relu``, backend 'triton') and cuDNN (``F.conv2d`` +
-ReLU on the same channels-last input, cuDNN's fastest layout for tensor cores) in the same test
-with ``triton.testing.do_bench`` (median of CUDA-event timings; the L2 cache is flushed before
-each run), after checking that both compute the same thing. float32 runs TF32 on both sides
-(PyTorch's default for cuDNN convolutions, which our kernels follow). Shapes: the MaskIoU head's
-layers on 14x14 RoI maps, 100 RoIs (inference: the top 100 detections of an image) and 512 RoIs
-(a training batch); and the whole head. A table of times, speedups and TFLOP/s closes the run.
+CPU: the C++ Winograd F(2x2, 3x3) kernel of msrcnn::conv3x3 (stride 1, float32) against ATen's
+F.conv2d (oneDNN's direct convolution: no Winograd on AVX2), side by side (benchmarks/conftest.py
+``measure``). Both sides get the same channels-last float32 tensors (the model's layout;
+oneDNN's fastest) and both write channels-last outputs. Cases:
 
-Skipped without a GPU. No speed target is asserted: none has been measured yet (see
-docs/triton_conv3x3.md).
+* the heads: the mask head's and MaskIoU head's 256 -> 256 and 257 -> 256 convs (+ ReLU) on 100
+  RoIs x 14x14 (inference: the top 100 detections);
+* the backbone's and FPN's 3x3 convs (+ bias: the folded norm) at an 800x608 image: C2 at 1/4
+  scale (64 ch, 152x200), C3 (128, 76x100), C4 (256, 38x50), C5 (512, 19x25);
+* input gradients (the training backward: msrcnn::_conv3x3_backward_input, at stride 1 the
+  Winograd convolution of the output gradient with the flipped, transposed filters) on the head
+  and C2/C4 shapes; baseline torch.nn.grad.conv2d_input;
+* the op forward + backward (ops.conv3x3 with relu: Winograd forward and input gradient, ATen
+  weight gradient) on the MaskIoU head's first layer; baseline F.conv2d + relu and ATen's
+  autograd (what ``Conv3x3(exact_aten=True)`` runs);
+* whole backbones (resnet_fpn_backbone, frozen BN folded, as the model factory builds them:
+  ``Conv3x3.convert`` then ``fold_frozen_batchnorm``, 3x3 filters contiguous), forward at
+  1x3x608x800 (R-18) and 1x3x800x1088 (R-50); baseline the same backbone with its frozen BN
+  folded and ATen's convolutions.
+
+CPU targets are set from runs on a 2-core AMD EPYC (AVX2 + FMA) shared with other jobs (medians):
+see the report in the commit history (d08659b) for the numbers (1 and 2 threads). Run with
+``OMP_NUM_THREADS=1`` for steadier ratios on a busy machine.
+
+CUDA (``cuda``-marked: skipped without a GPU and the CUDA build): the Triton kernels of
+msrcnn::conv3x3 against cuDNN (``F.conv2d`` + ReLU on the same channels-last input, cuDNN's
+fastest layout for tensor cores), timed in the same test with ``triton.testing.do_bench``
+(median of CUDA-event timings; the L2 cache is flushed before each run), after checking that
+both compute the same thing. float32 runs TF32 on both sides (PyTorch's default for cuDNN
+convolutions, which our kernels follow). Shapes: the MaskIoU head's layers on 14x14 RoI maps,
+100 RoIs (inference: the top 100 detections of an image) and 512 RoIs (a training batch); and
+the whole head (its Conv3x3s against the same head with ``exact_aten``). A table of times,
+speedups and TFLOP/s closes the run. No speed target is asserted there: none has been measured
+yet (see docs/triton_conv3x3.md).
 """
+
+import copy
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmarks.conftest import BASELINE, OURS, measure
 from msrcnn_fast import ops
 from msrcnn_fast.model import MaskIoUHead
+from msrcnn_fast.model.backbone import resnet_fpn_backbone
+from msrcnn_fast.model.batchnorm_folding import fold_frozen_batchnorm
+from msrcnn_fast.ops import Conv3x3
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU for the Triton kernels")
+IMPLS = [BASELINE, OURS]
+
+# --- CPU: msrcnn::conv3x3's Winograd kernel against oneDNN -------------------------------------
+
+# name: (N, Cin, Cout, H, W, relu, target speedup)
+FORWARD = {
+    "head 100 RoIs 256->256 14x14 +relu": (100, 256, 256, 14, 14, True, 1.5),
+    "head 100 RoIs 257->256 14x14 +relu": (100, 257, 256, 14, 14, True, 1.5),
+    "C2 64->64 152x200": (1, 64, 64, 152, 200, False, 1.3),
+    "C3 128->128 76x100": (1, 128, 128, 76, 100, False, 1.3),
+    "C4 256->256 38x50": (1, 256, 256, 38, 50, False, 1.3),
+    "C5 512->512 19x25": (1, 512, 512, 19, 25, False, 1.3),
+}
+# name: (N, Cin, Cout, H, W, target): the gradient of a Cin -> Cout conv's input.
+INPUT_GRAD = {
+    "head 100 RoIs 257->256 14x14": (100, 257, 256, 14, 14, 1.5),
+    "C2 64->64 152x200": (1, 64, 64, 152, 200, 1.3),
+    "C4 256->256 38x50": (1, 256, 256, 38, 50, 1.3),
+}
+
+
+def make_case(n, c_in, c_out, h, w, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c_in, h, w, generator=g).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(c_out, c_in, 3, 3, generator=g) / (9 * c_in) ** 0.5
+    bias = 0.1 * torch.randn(c_out, generator=g)
+    return x, weight, bias
+
+
+def assert_close(actual, expected, scale=1.0):
+    # Winograd's float32 error is ~1e-6 of the output scale (tests/ops/test_conv3x3.py).
+    torch.testing.assert_close(actual, expected, atol=1e-4 * scale, rtol=1e-4)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", list(FORWARD))
+def test_cpu_winograd_forward(benchmark, case, impl):
+    n, c_in, c_out, h, w, relu, target = FORWARD[case]
+    x, weight, bias = make_case(n, c_in, c_out, h, w)
+
+    def onednn():
+        y = F.conv2d(x, weight, bias, 1, 1)
+        return torch.relu(y) if relu else y
+
+    def ours():
+        return ops.conv3x3(x, weight, bias, 1, relu=relu)
+
+    fn = onednn if impl == BASELINE else ours
+    if impl == OURS:
+        assert_close(ours(), onednn())
+    y = measure(benchmark, fn, impl=impl, group=f"msrcnn::conv3x3 CPU Winograd vs oneDNN, fwd: {case}", target=target)
+    assert y.shape == (n, c_out, h, w) and y.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", list(INPUT_GRAD))
+def test_cpu_winograd_input_gradient(benchmark, case, impl):
+    n, c_in, c_out, h, w, target = INPUT_GRAD[case]
+    _, weight, _ = make_case(n, c_in, c_out, 1, 1)
+    grad = torch.randn(n, c_out, h, w).contiguous(memory_format=torch.channels_last)
+
+    def onednn():
+        return torch.nn.grad.conv2d_input((n, c_in, h, w), weight, grad, 1, 1)
+
+    def ours():
+        return torch.ops.msrcnn._conv3x3_backward_input(grad, weight, 1, h, w)
+
+    fn = onednn if impl == BASELINE else ours
+    if impl == OURS:
+        assert_close(ours(), onednn())
+    group = f"msrcnn::_conv3x3_backward_input CPU Winograd vs oneDNN: {case}"
+    result = measure(benchmark, fn, impl=impl, group=group, target=target)
+    assert result.shape == (n, c_in, h, w)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_cpu_op_forward_backward(benchmark, impl):
+    """One MaskIoU-head layer in training: 100 RoIs, 257 -> 256, forward + all three gradients."""
+    x, weight, bias = make_case(100, 257, 256, 14, 14)
+    grad = torch.randn(100, 256, 14, 14).contiguous(memory_format=torch.channels_last)
+    leaves = [t.detach().requires_grad_() for t in (x, weight, bias)]
+
+    def aten(x, w, b):
+        return torch.relu(F.conv2d(x, w, b, 1, 1))
+
+    def ours(x, w, b):
+        return ops.conv3x3(x, w, b, 1, relu=True)
+
+    conv = aten if impl == BASELINE else ours
+
+    def step():
+        return torch.autograd.grad(conv(*leaves), leaves, grad)
+
+    measure(
+        benchmark,
+        step,
+        impl=impl,
+        group="msrcnn::conv3x3 CPU fwd+bwd vs F.conv2d+relu (oneDNN): head 100 RoIs 257->256 14x14",
+        target=1.3,
+    )
+
+
+BACKBONES = {
+    # name: (depth, H, W, target)
+    "R-18-FPN 608x800": (18, 608, 800, 1.3),
+    "R-50-FPN 800x1088": (50, 800, 1088, 1.15),
+}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", list(BACKBONES))
+def test_cpu_backbone_forward(benchmark, case, impl):
+    """resnet_fpn_backbone (eval, channels-last, frozen BN folded): ATen's convolutions, and the
+    same with Conv3x3.convert first (the ResNet's and the FPN's 3x3 convs on msrcnn::conv3x3:
+    Winograd at stride 1, ATen at stride 2), as the model factory builds it."""
+    depth, h, w, target = BACKBONES[case]
+    torch.manual_seed(0)
+    model = resnet_fpn_backbone(depth=depth).eval().to(memory_format=torch.channels_last)
+    if impl == OURS:
+        baseline = copy.deepcopy(model)
+        fold_frozen_batchnorm(baseline)
+        Conv3x3.convert(model)
+        with torch.no_grad():  # the Winograd kernel reads each 3x3 filter as 9 consecutive floats
+            for module in model.modules():
+                if isinstance(module, Conv3x3):
+                    module.weight.data = module.weight.data.contiguous()
+    assert fold_frozen_batchnorm(model) > 0
+    if impl == OURS:
+        assert sum(isinstance(m, Conv3x3) for m in model.modules()) > 0
+    x = torch.randn(1, 3, h, w).contiguous(memory_format=torch.channels_last)
+
+    def forward():
+        with torch.no_grad():
+            return model(x)
+
+    if impl == OURS:
+        with torch.no_grad():
+            expected = baseline(x)
+        for key, value in forward().items():
+            assert_close(value, expected[key], scale=expected[key].abs().max().item())
+    group = f"backbone fwd, 3x3 convs on msrcnn::conv3x3 CPU vs oneDNN: {case}"
+    measure(benchmark, forward, impl=impl, group=group, target=target, rounds=3)
+
+
+# --- CUDA: msrcnn::conv3x3's Triton kernels against cuDNN --------------------------------------
 
 LAYERS = {
     # name: (Cin, Cout, stride)
@@ -37,7 +211,7 @@ def speedup_table(request):
     if not _ROWS:
         return
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    reporter.section("conv3x3: msrcnn_fast Triton vs cuDNN (do_bench medians)")
+    reporter.section("msrcnn::conv3x3 CUDA: Triton kernels vs cuDNN (do_bench medians)")
     reporter.write_line(f"{'case':<52} {'cuDNN':>9} {'ours':>9} {'speedup':>8} {'ours TFLOP/s':>13}")
     for case, base, ours, flops in _ROWS:
         reporter.write_line(
@@ -58,11 +232,12 @@ def _record(case, base_ms, ours_ms, flops, record_property):
     record_property("speedup", base_ms / ours_ms)
 
 
+@pytest.mark.cuda
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("rois", [100, 512])
 @pytest.mark.parametrize("layer", list(LAYERS))
 @pytest.mark.parametrize("direction", ["fwd", "fwd+bwd"])
-def test_conv3x3_against_cudnn(direction, layer, rois, dtype, record_property):
+def test_cuda_triton_vs_cudnn(direction, layer, rois, dtype, record_property):
     c_in, c_out, stride = LAYERS[layer]
     dt = DTYPES[dtype]
     g = torch.Generator(device="cuda").manual_seed(0)
@@ -74,7 +249,7 @@ def test_conv3x3_against_cudnn(direction, layer, rois, dtype, record_property):
     macs = rois * c_in * c_out * 9 * ho * ho
 
     def ours(x, w, b):
-        return ops.conv3x3_bias_relu(x, w, b, stride, backend="triton")
+        return ops.conv3x3(x, w, b, stride, relu=True)
 
     def cudnn(x, w, b):
         return torch.relu(F.conv2d(x, w, b, stride, 1))
@@ -100,19 +275,20 @@ def test_conv3x3_against_cudnn(direction, layer, rois, dtype, record_property):
     _record(case, times["cudnn"], times["ours"], flops, record_property)
 
 
+@pytest.mark.cuda
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("rois", [100, 512])
-def test_maskiou_head_against_cudnn(rois, dtype, record_property):
+def test_cuda_maskiou_head_triton_vs_cudnn(rois, dtype, record_property):
     dt = DTYPES[dtype]
     torch.manual_seed(0)
-    heads = {
-        backend: MaskIoUHead(conv_backend=backend).to(device="cuda", dtype=dt).eval() for backend in ("aten", "triton")
-    }
+    heads = {"aten": MaskIoUHead(), "triton": MaskIoUHead()}
     heads["triton"].load_state_dict(heads["aten"].state_dict())
+    Conv3x3.convert(heads["aten"], exact_aten=True)  # cuDNN through F.conv2d
+    heads = {name: head.to(device="cuda", dtype=dt).eval() for name, head in heads.items()}
     x = torch.randn(rois, 257, 14, 14, device="cuda").to(dt)
     with torch.no_grad():
         torch.testing.assert_close(heads["triton"](x), heads["aten"](x), atol=2e-2, rtol=2e-2)
-        times = {backend: _bench(lambda h=head: h(x)) for backend, head in heads.items()}
+        times = {name: _bench(lambda h=head: h(x)) for name, head in heads.items()}
     macs = sum(m.in_channels * m.out_channels * 9 * (14 // m.stride[0]) ** 2 for m in heads["aten"].convs)
     macs += sum(fc.in_features * fc.out_features for fc in (heads["aten"].fc1, heads["aten"].fc2))
     _record(f"MaskIoUHead, {rois} RoIs, {dtype}, fwd", times["aten"], times["triton"], 2 * macs * rois, record_property)

@@ -1,18 +1,21 @@
 """tools/check_kernels.py: what counts as an op's kernel for a backend.
 
-A scratch namespace holds one op of each kind: a CPU kernel only, CPU and CUDA kernels, a
-torch.library.triton_op, and a plain Python custom op.
+A scratch namespace holds one op of each kind: a CPU kernel only, CPU and CUDA kernels (Python
+functions, as msrcnn::conv3x3's CUDA kernels are), a torch.library.triton_op, and a plain Python
+custom op. The msrcnn ops: C++ kernels, and msrcnn::conv3x3's Triton launchers registered from
+Python for the CUDA dispatch key (msrcnn_fast/ops/conv3x3.py).
 """
 
 import sys
 
+import pytest
 import torch
 import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
 from tools import check_kernels
-from tools.check_kernels import kernel_for, missing_kernels, msrcnn_ops, triton_kernels
+from tools.check_kernels import kernel_for, missing_kernels, msrcnn_ops, python_kernel, triton_kernels
 
 SCRATCH = "msrcnn_check_test::"
 _lib = torch.library.Library(SCRATCH[:-2], "DEF")
@@ -53,18 +56,53 @@ def test_what_counts_as_a_kernel():
     assert triton_kernels(SCRATCH + "python_only") == []
 
 
-def test_msrcnn_triton_ops_count_for_cuda_and_cpu():
-    conv_ops = ["msrcnn::_conv3x3_backward_input", "msrcnn::_conv3x3_backward_weight", "msrcnn::conv3x3_bias_relu"]
-    assert set(conv_ops) <= set(msrcnn_ops())
-    for op in conv_ops:
-        assert kernel_for(op, "cuda") == kernel_for(op, "cpu") == "triton_op"
-        assert len(triton_kernels(op)) == 2  # the autotuned kernel and the kernel itself
+def test_python_kernels_are_told_apart():
+    assert [python_kernel(SCRATCH + name, "cuda") for name in ("cpu_and_cuda", "cpu_only", "triton_copy")] == [
+        True,
+        False,  # no CUDA kernel at all
+        False,  # a triton_op's kernel is CompositeExplicitAutograd's
+    ]
+    assert python_kernel(SCRATCH + "cpu_only", "cpu")
+    assert not python_kernel("msrcnn::roi_align", "cpu")  # C++
+
+
+CONV_OPS = ["msrcnn::_conv3x3_backward_input", "msrcnn::_conv3x3_backward_weight", "msrcnn::conv3x3"]
+
+
+def test_msrcnn_conv3x3_has_cpu_and_cuda_kernels():
+    """msrcnn::conv3x3 and its backward ops: C++ CPU kernels, Triton CUDA kernels registered from
+    Python for the CUDA dispatch key (in every build: they need no CUDA compiler), no triton_op."""
+    assert set(CONV_OPS) <= set(msrcnn_ops())
+    for op in CONV_OPS:
+        assert kernel_for(op, "cpu") == "CPU" and not python_kernel(op, "cpu")
+        assert kernel_for(op, "cuda") == "CUDA" and python_kernel(op, "cuda")
+        assert triton_kernels(op) == []
     assert kernel_for("msrcnn::roi_align", "cpu") == "CPU"
-    assert not set(conv_ops) & set(missing_kernels("cuda"))
+    assert not set(CONV_OPS) & set(missing_kernels("cuda"))
+    assert not missing_kernels("cpu")
 
 
 def test_cli_cpu(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["check_kernels.py", "cpu"])
     assert check_kernels.main() == 0
     out = capsys.readouterr().out
-    assert "have a CPU kernel" in out and "triton_op: msrcnn::_conv3x3_backward_input" in out
+    assert "all" in out and "have a CPU kernel" in out and "msrcnn::conv3x3" in out
+    assert "registered from Python" not in out and "triton_op" not in out
+
+
+def test_cli_cuda_without_the_cuda_build(monkeypatch, capsys):
+    import msrcnn_fast
+
+    if "cuda" in msrcnn_fast.build_info()["backends"]:
+        pytest.skip("the extension was built with CUDA kernels")
+    monkeypatch.setattr(sys, "argv", ["check_kernels.py", "cuda"])
+    assert check_kernels.main() == 1
+    assert "built without cuda kernels" in capsys.readouterr().err
+
+
+@pytest.mark.cuda
+def test_cli_cuda(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["check_kernels.py", "cuda"])
+    assert check_kernels.main() == 0
+    out = capsys.readouterr().out
+    assert "have a CUDA kernel" in out and f"(registered from Python: {', '.join(CONV_OPS)})" in out

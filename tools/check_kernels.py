@@ -2,11 +2,13 @@
 
     python tools/check_kernels.py cuda    # CI: after the FORCE_CUDA=1 build (make check-cuda)
 
-An op has a kernel for a backend when one is registered for that dispatch key (the C++ ops:
-TORCH_LIBRARY_IMPL(msrcnn, CUDA, m)), or when it is a ``torch.library.triton_op`` whose
-implementation torch found Triton kernels in. A triton_op registers one implementation, under
-CompositeExplicitAutograd, for every device: on CUDA tensors it launches its Triton kernels, on
-CPU tensors ours run them under the Triton interpreter or fall back to ATen. A plain Python
+An op has a kernel for a backend when one is registered for that dispatch key: in C++
+(``TORCH_LIBRARY_IMPL(msrcnn, CUDA, m)``), or from Python with
+``torch.library.register_kernel(op, "cuda")``, as msrcnn_fast/ops/conv3x3.py registers the
+Triton launchers as msrcnn::conv3x3's CUDA kernels (``import msrcnn_fast`` runs it; those
+kernels are reported apart: they do not depend on the extension's CUDA build). A
+``torch.library.triton_op`` counts too: it registers one implementation, under
+CompositeExplicitAutograd, for every device, and torch finds its Triton kernels. A plain Python
 custom op (CompositeExplicitAutograd without Triton kernels) or an op with a CPU kernel only
 does not count for CUDA.
 
@@ -36,8 +38,8 @@ def triton_kernels(name: str) -> list:
 
 def kernel_for(name: str, backend: str) -> str | None:
     """What serves op ``name`` on ``backend`` ('cpu' or 'cuda'): 'CPU'/'CUDA' (a kernel for that
-    dispatch key), 'triton_op' (a triton_op's CompositeExplicitAutograd implementation with
-    Triton kernels), or None."""
+    dispatch key, C++ or Python), 'triton_op' (a triton_op's CompositeExplicitAutograd
+    implementation with Triton kernels), or None."""
     key = getattr(torch._C.DispatchKey, backend.upper())
     if torch._C._dispatch_has_kernel_for_dispatch_key(name, key):
         return backend.upper()
@@ -45,6 +47,14 @@ def kernel_for(name: str, backend: str) -> str | None:
     if torch._C._dispatch_has_kernel_for_dispatch_key(name, composite) and triton_kernels(name):
         return "triton_op"
     return None
+
+
+def python_kernel(name: str, backend: str) -> bool:
+    """Whether op ``name``'s kernel for ``backend``'s dispatch key is a Python function
+    (torch.library registers those as boxed-only kernels; C++ ones also have an unboxed entry)."""
+    prefix = f"{backend.upper()}: registered at "
+    lines = [line for line in torch._C._dispatch_dump(name).splitlines() if line.startswith(prefix)]
+    return bool(lines) and "unboxed" not in lines[0]
 
 
 def missing_kernels(backend: str, namespace: str = NAMESPACE) -> list[str]:
@@ -71,8 +81,11 @@ def main() -> int:
     if missing:
         print(f"error: ops without a {args.backend.upper()} kernel: {', '.join(missing)}", file=sys.stderr)
         return 1
-    triton_ops = [name for name in ops if kernel_for(name, args.backend) == "triton_op"]
     print(f"all {len(ops)} msrcnn ops have a {args.backend.upper()} kernel: {', '.join(ops)}")
+    python_ops = [name for name in ops if python_kernel(name, args.backend)]
+    if python_ops:
+        print(f"(registered from Python: {', '.join(python_ops)})")
+    triton_ops = [name for name in ops if kernel_for(name, args.backend) == "triton_op"]
     if triton_ops:
         print(f"(Triton, as torch.library.triton_op: {', '.join(triton_ops)})")
     return 0

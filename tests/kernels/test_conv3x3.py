@@ -1,10 +1,19 @@
-"""The Triton 3x3 convolution kernels (msrcnn_fast.kernels.conv3x3) and their ops, against
-``F.conv2d`` + ReLU and its autograd.
+"""The Triton 3x3 convolution kernels (msrcnn_fast.kernels.conv3x3): msrcnn::conv3x3's CUDA
+kernels, against ``F.conv2d`` (+ ReLU) and its autograd.
 
-Here (no GPU) the kernels run under the Triton interpreter on small shapes: a few RoIs, 16-35
-input channels (the 256 + 1 split of the MaskIoU head's first layer is 16 + 1 here), odd map
-sizes, 16- or 32-wide tiles so that every tile kind is partial somewhere. The compiled kernels
-run in the tests marked ``cuda`` (skipped without a GPU).
+msrcnn_fast/ops/conv3x3.py registers them for the CUDA dispatch key (float64 runs ATen there).
+Here (no GPU) they run on CPU tensors under the Triton interpreter, reached three ways:
+
+- ``cuda_kernel(name, ...)``: the kernel registered for CUDA, called through the dispatcher
+  (``redispatch`` to the CUDA key) on CPU tensors: exactly what a CUDA tensor runs;
+- the ``triton_on_cpu`` fixture: the ops' CPU kernels replaced, for one test, by calls of their
+  CUDA kernels, so that ``ops.conv3x3``, the autograd formula and opcheck run the Triton path;
+- the launchers themselves, with explicit tiles.
+
+Shapes are small: a few RoIs, 16-35 input channels (the 256 + 1 split of the MaskIoU head's first
+layer is 16 + 1 here), odd map sizes, 16- or 32-wide tiles so that every tile kind is partial
+somewhere. The compiled kernels run in the tests marked ``cuda`` (skipped without a GPU).
+(msrcnn::conv3x3's CPU kernels: tests/ops/test_conv3x3.py.)
 
 Tolerances. float32 is compared with a float64 reference of the same values: the kernels
 accumulate in float32 in their own order, |error| <~ sqrt(K) * 2^-24 * sum|terms| with K <= 315
@@ -15,6 +24,8 @@ float32 and round once, so the error is one rounding of the result, u = 2^-11 (f
 (bfloat16) relative; rtol = 2u, atol = 1e-5 for the float32 accumulation.
 """
 
+import importlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,18 +33,48 @@ import triton
 from msrcnn_fast.kernels import conv3x3 as kernels
 
 from msrcnn_fast import ops
-from msrcnn_fast.ops import conv3x3 as conv3x3_ops
-from tests.compiled import assert_compiled_matches_eager
+
+conv3x3_ops = importlib.import_module("msrcnn_fast.ops.conv3x3")  # (ops.conv3x3 is the function)
 
 ATOL32 = RTOL32 = 1e-5
 HALF_RTOL = {torch.float16: 2 * 2**-11, torch.bfloat16: 2 * 2**-8}
+OPS = {
+    name: getattr(torch.ops.msrcnn, name) for name in ("conv3x3", "_conv3x3_backward_input", "_conv3x3_backward_weight")
+}
+LAUNCHERS = ("conv3x3_forward", "conv3x3_backward_input", "conv3x3_backward_weight")
+
+
+def cuda_kernel(name, *args):
+    """msrcnn::<name>'s CUDA kernel (registered in msrcnn_fast/ops/conv3x3.py), called through the
+    dispatcher on these tensors whatever their device."""
+    return OPS[name].default.redispatch(torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA), *args)
+
+
+@pytest.fixture
+def triton_on_cpu(interpreter):
+    """The ops run their CUDA kernels on CPU tensors (the Triton launchers under the interpreter):
+    their CPU kernels are replaced for the test (torch.library restores them afterwards)."""
+    with torch.library._scoped_library("msrcnn", "IMPL") as lib:
+        for name in OPS:
+            lib.impl(name, lambda *args, name=name: cuda_kernel(name, *args), "CPU")
+        yield
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    """The names of the Triton launchers called during the test, in order."""
+    calls = []
+    for name in LAUNCHERS:
+        launcher = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *a, f=launcher, n=name, **k: calls.append(n) or f(*a, **k))
+    return calls
 
 
 def make_case(n, c_in, c_out, h, w, stride, dtype=torch.float32, seed=0, bias=True):
     """Input, weight (Kaiming-like scale, so outputs are O(1)), bias and an output gradient."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, c_in, h, w, generator=g)
-    weight = torch.randn(c_out, c_in, 3, 3, generator=g) / (9 * c_in) ** 0.5
+    weight = torch.randn(c_out, c_in, 3, 3, generator=g) / (9 * max(c_in, 1)) ** 0.5
     b = 0.1 * torch.randn(c_out, generator=g) if bias else None
     ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
     grad = torch.randn(n, c_out, ho, wo, generator=g)
@@ -41,29 +82,32 @@ def make_case(n, c_in, c_out, h, w, stride, dtype=torch.float32, seed=0, bias=Tr
     return cast(x), cast(weight), cast(b), cast(grad)
 
 
-def reference(x, weight, b, grad, stride, dtype=torch.float64):
-    """relu(conv2d) and the gradients of (input, weight, bias), computed in ``dtype``."""
+def reference(x, weight, b, grad, stride, relu=True, dtype=torch.float64):
+    """relu?(conv2d) and the gradients of (input, weight, bias), computed in ``dtype``."""
     leaves = [None if t is None else t.detach().to(dtype).requires_grad_() for t in (x, weight, b)]
-    y = torch.relu(F.conv2d(leaves[0], leaves[1], leaves[2], stride, 1))
+    y = F.conv2d(leaves[0], leaves[1], leaves[2], stride, 1)
+    y = torch.relu(y) if relu else y
     y.backward(grad.to(dtype))
     return y.detach(), *(None if t is None else t.grad for t in leaves)
 
 
-def run_op(x, weight, b, grad, stride):
-    """The op through autograd: output and the gradients of (input, weight, bias)."""
+def run_op(x, weight, b, grad, stride, relu=True):
+    """ops.conv3x3 through autograd: output and the gradients of (input, weight, bias)."""
     leaves = [None if t is None else t.detach().clone().requires_grad_() for t in (x, weight, b)]
-    y = ops.conv3x3_bias_relu(leaves[0], leaves[1], leaves[2], stride, backend="triton")
-    y.backward(grad)
-    return y.detach(), *(None if t is None else t.grad for t in leaves)
+    y = ops.conv3x3(leaves[0], leaves[1], leaves[2], stride, relu=relu)
+    inputs = [t for t in leaves if t is not None]
+    grads = iter(torch.autograd.grad(y, inputs, grad))
+    return y.detach(), *(None if t is None else next(grads) for t in leaves)
 
 
 def assert_close32(actual, expected):
     torch.testing.assert_close(actual.double(), expected.double(), atol=ATOL32, rtol=RTOL32)
 
 
-# --- the ops under the interpreter -----------------------------------------------------------
+# --- the ops on their CUDA kernels, under the interpreter -------------------------------------
 
 
+@pytest.mark.parametrize("relu", [True, False])
 @pytest.mark.parametrize(
     "c_in,c_out,h,w,stride",
     [
@@ -73,12 +117,14 @@ def assert_close32(actual, expected):
         (5, 16, 4, 3, 1),  # tail channels only (Cin < 16)
     ],
 )
-def test_forward_and_gradients_match_aten(interpreter, c_in, c_out, h, w, stride):
+def test_forward_and_gradients_match_aten(triton_on_cpu, launches, c_in, c_out, h, w, stride, relu):
     x, weight, b, grad = make_case(2, c_in, c_out, h, w, stride)
-    y, dx, dw, db = run_op(x, weight, b, grad, stride)
-    y_ref, dx_ref, dw_ref, db_ref = reference(x, weight, b, grad, stride)
+    y, dx, dw, db = run_op(x, weight, b, grad, stride, relu)
+    assert launches == list(LAUNCHERS)
+    y_ref, dx_ref, dw_ref, db_ref = reference(x, weight, b, grad, stride, relu)
     assert 0.2 < (y_ref > 0).double().mean() < 0.8  # the ReLU mask matters in the backward
     assert y.is_contiguous(memory_format=torch.channels_last)
+    assert (y < 0).any() != relu
     assert_close32(y, y_ref)
     assert_close32(dx, dx_ref)
     assert_close32(dw, dw_ref)
@@ -87,20 +133,21 @@ def test_forward_and_gradients_match_aten(interpreter, c_in, c_out, h, w, stride
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_half_types_accumulate_in_float32(interpreter, dtype, stride):
+@pytest.mark.parametrize("relu", [True, False])
+def test_half_types_accumulate_in_float32(triton_on_cpu, dtype, stride, relu):
     x, weight, b, grad = make_case(2, 17, 24, 6, 5, stride, dtype=dtype, seed=1)
-    actual = run_op(x, weight, b, grad, stride)
-    expected = reference(x, weight, b, grad, stride, dtype=torch.float32)
+    actual = run_op(x, weight, b, grad, stride, relu)
+    expected = reference(x, weight, b, grad, stride, relu, dtype=torch.float32)
     for a, e in zip(actual, expected):
         assert a.dtype == dtype
         torch.testing.assert_close(a.float(), e, atol=1e-5, rtol=HALF_RTOL[dtype])
 
 
-def test_layouts_and_no_bias(interpreter):
+def test_layouts_and_no_bias(triton_on_cpu):
     x, weight, _, grad = make_case(2, 18, 16, 5, 6, 1, seed=2, bias=False)
     y_ref, dx_ref, dw_ref, _ = reference(x, weight, None, grad, 1)
     for layout in (x, x.contiguous(memory_format=torch.channels_last)):
-        assert_close32(ops.conv3x3_bias_relu(layout, weight, None, backend="triton"), y_ref)
+        assert_close32(ops.conv3x3(layout, weight, None, relu=True), y_ref)
     wide = torch.randn(2, 40, 5, 6)
     wide[:, 3:39:2] = x
     y, dx, dw, db = run_op(wide[:, 3:39:2], weight, None, grad, 1)  # a strided view of another tensor
@@ -110,34 +157,111 @@ def test_layouts_and_no_bias(interpreter):
     assert_close32(dw, dw_ref)
 
 
-def test_input_gradient_alone(interpreter, monkeypatch):
-    """Frozen weight and bias: only the input-gradient kernel runs."""
-    calls = []
-    monkeypatch.setattr(conv3x3_ops, "conv3x3_backward_weight", lambda *a: calls.append(a))
+def test_input_gradient_alone(triton_on_cpu, launches):
+    """Frozen weight and bias: only the input-gradient kernel runs in the backward."""
     x, weight, b, grad = make_case(1, 17, 16, 5, 5, 2, seed=3)
     xr = x.clone().requires_grad_()
-    ops.conv3x3_bias_relu(xr, weight, b, 2, backend="triton").backward(grad)
+    ops.conv3x3(xr, weight, b, 2, relu=True).backward(grad)
     assert_close32(xr.grad, reference(x, weight, b, grad, 2)[1])
-    assert calls == []
+    assert launches == ["conv3x3_forward", "conv3x3_backward_input"]
 
 
-def test_cpu_tensors_run_the_kernels_only_under_the_interpreter(monkeypatch):
-    """TRITON_INTERPRET=1 sends CPU tensors through the Triton kernels, otherwise through ATen;
-    float64 always goes to ATen."""
-    calls = []
-    original = conv3x3_ops.conv3x3_forward
-    monkeypatch.setattr(conv3x3_ops, "conv3x3_forward", lambda *a: calls.append(1) or original(*a))
-    x, weight, b, _ = make_case(1, 3, 16, 3, 3, 1)
-    expected = torch.relu(F.conv2d(x, weight, b, 1, 1))
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    assert_close32(ops.conv3x3_bias_relu(x, weight, b, backend="triton"), expected)
-    assert calls == []
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert kernels.interpreting()
-    assert_close32(ops.conv3x3_bias_relu(x, weight, b, backend="triton"), expected)
-    assert calls == [1]
-    ops.conv3x3_bias_relu(x.double(), weight.double(), b.double(), backend="triton")
-    assert calls == [1]
+def test_tiny_maps_and_empty_batch(triton_on_cpu):
+    """1x1 and 2x1 maps (every tap but the centre one falls in the padding) and zero RoIs."""
+    for h, w, stride in [(1, 1, 1), (2, 1, 2)]:
+        x, weight, b, grad = make_case(3, 17, 16, h, w, stride, seed=5)
+        for actual, expected in zip(run_op(x, weight, b, grad, stride), reference(x, weight, b, grad, stride)):
+            assert_close32(actual, expected)
+    x, weight, b, grad = make_case(0, 17, 16, 4, 4, 2)
+    y, dx, dw, db = run_op(x, weight, b, grad, 2)
+    assert y.shape == (0, 16, 2, 2) and dx.shape == x.shape
+    assert not dw.any() and not db.any()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_no_input_channels_give_the_bias(interpreter, launches, stride):
+    """Cin = 0 (the launcher's own branch, no kernel launch): relu?(bias), zeros without a bias."""
+    x, weight, b, _ = make_case(2, 0, 5, 3, 4, stride)
+    for relu in (False, True):
+        y = cuda_kernel("conv3x3", x, weight, b, stride, relu)
+        expected = (torch.relu(b) if relu else b).reshape(1, 5, 1, 1).expand_as(y)
+        assert y.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(y, expected, atol=0, rtol=0)
+        assert not cuda_kernel("conv3x3", x, weight, None, stride, relu).any()
+    assert launches == ["conv3x3_forward"] * 4
+
+
+def test_opcheck_of_the_cuda_kernels(triton_on_cpu):
+    """Schemas, fake kernels and autograd against the Triton path. (The input gradient's opcheck
+    with Cin not a multiple of 16: see test_backward_input_strides_match_the_fake, below.)"""
+    x, weight, b, grad = make_case(2, 17, 16, 5, 4, 2, seed=6)
+    for args in [
+        (x.clone().requires_grad_(), weight.clone().requires_grad_(), b.clone().requires_grad_(), 2, True),
+        (x, weight, None, 1, False),
+    ]:
+        torch.library.opcheck(OPS["conv3x3"].default, args)
+    torch.library.opcheck(OPS["_conv3x3_backward_weight"].default, (grad, x, 2))
+    x, weight, _, grad = make_case(2, 32, 16, 5, 4, 1, seed=7)
+    torch.library.opcheck(OPS["_conv3x3_backward_input"].default, (grad, weight, 1, 5, 4))
+
+
+# --- the CUDA kernels' other paths and routing -------------------------------------------------
+
+
+def test_cuda_kernels_run_the_launchers_and_aten_for_float64(interpreter, launches):
+    """float32, float16 and bfloat16 launch the Triton kernels (with the op's relu); float64 runs
+    ATen's convolution and its gradients, channels-last."""
+    x, weight, b, grad = make_case(2, 17, 16, 5, 4, 2, seed=8)
+    y = cuda_kernel("conv3x3", x, weight, b, 2, False)
+    assert (y < 0).any()
+    assert_close32(y, reference(x, weight, b, grad, 2, relu=False)[0])
+    assert launches == ["conv3x3_forward"]
+    launches.clear()
+    x, weight, b, grad = (t.double() for t in (x, weight, b, grad))
+    expected = reference(x, weight, b, grad, 2, relu=False)
+    y = cuda_kernel("conv3x3", x, weight, b, 2, False)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(
+        y, F.conv2d(x.contiguous(memory_format=torch.channels_last), weight, b, 2, 1), atol=0, rtol=0
+    )
+    torch.testing.assert_close(cuda_kernel("conv3x3", x, weight, b, 2, True), torch.relu(y), atol=0, rtol=0)
+    dx = cuda_kernel("_conv3x3_backward_input", grad, weight, 2, 5, 4)
+    assert dx.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(dx, expected[1], atol=1e-12, rtol=1e-12)
+    dw, db = cuda_kernel("_conv3x3_backward_weight", grad, x, 2)
+    assert dw.is_contiguous()
+    torch.testing.assert_close(dw, expected[2], atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(db, expected[3], atol=1e-12, rtol=1e-12)
+    assert launches == []
+
+
+def test_cpu_tensors_take_the_cpu_kernels_under_the_interpreter(interpreter, launches):
+    """The dispatcher picks the kernel by device: TRITON_INTERPRET does not send CPU tensors to
+    the Triton kernels (the C++ CPU kernels run)."""
+    x, weight, b, grad = make_case(2, 17, 16, 5, 4, 1, seed=9)
+    for actual, expected in zip(run_op(x, weight, b, grad, 1), reference(x, weight, b, grad, 1)):
+        torch.testing.assert_close(actual.double(), expected, atol=1e-4, rtol=1e-4)
+    assert launches == []
+
+
+@pytest.mark.parametrize(
+    "args,error,match",
+    [
+        ((torch.zeros(2, 4, 5, 5), torch.zeros(8, 3, 3, 3), None, 1), ValueError, r"expected weight \[Cout, 4, 3, 3\]"),
+        ((torch.zeros(2, 4, 5, 5), torch.zeros(8, 4, 1, 1), None, 1), ValueError, r"expected weight"),
+        ((torch.zeros(4, 5, 5), torch.zeros(8, 4, 3, 3), None, 1), ValueError, r"expected input \[N, Cin, H, W\]"),
+        ((torch.zeros(2, 4, 5, 5), torch.zeros(8, 4, 3, 3), torch.zeros(7), 1), ValueError, r"expected bias \[8\]"),
+        ((torch.zeros(2, 4, 5, 5), torch.zeros(8, 4, 3, 3), None, 3), ValueError, "expected stride 1 or 2, got 3"),
+        ((torch.zeros(2, 4, 5, 5).half(), torch.zeros(8, 4, 3, 3), None, 1), TypeError, "weight of the input's dtype"),
+        ((torch.zeros(2, 4, 5, 5).int(), torch.zeros(8, 4, 3, 3).int(), None, 1), TypeError, "floating-point"),
+    ],
+)
+def test_bad_input(interpreter, args, error, match):
+    """The CUDA kernel checks as the CPU one does, with the same error types."""
+    with pytest.raises(error, match=match):
+        cuda_kernel("conv3x3", *args, True)
+    with pytest.raises(error, match=match):
+        torch.ops.msrcnn.conv3x3(*args, True)
 
 
 # --- the launchers under the interpreter, with explicit tiles -----------------------------------
@@ -147,6 +271,7 @@ def tiles(block_m, block_n, block_k):
     return triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k}, num_warps=1, num_stages=1)
 
 
+@pytest.mark.parametrize("relu", [True, False])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize(
     "config,splits",
@@ -159,12 +284,13 @@ def tiles(block_m, block_n, block_k):
         (tiles(32, 64, 32), 4),
     ],
 )
-def test_launchers_with_explicit_tiles(interpreter, stride, config, splits):
+def test_launchers_with_explicit_tiles(interpreter, stride, config, splits, relu):
     x, weight, b, grad = make_case(1, 35, 24, 5, 7, stride, seed=4)
-    y_ref, dx_ref, dw_ref, db_ref = reference(x, weight, b, grad, stride)
-    y = kernels.conv3x3_forward(x, weight, b, stride, config=config)
+    y_ref, dx_ref, dw_ref, db_ref = reference(x, weight, b, grad, stride, relu)
+    y = kernels.conv3x3_forward(x, weight, b, stride, relu=relu, config=config)
     assert_close32(y, y_ref)
-    grad = torch.ops.aten.threshold_backward(grad, y, 0)  # the ReLU's part, as the op's autograd does
+    if relu:
+        grad = torch.ops.aten.threshold_backward(grad, y, 0)  # the ReLU's part, as the op's autograd does
     dx = kernels.conv3x3_backward_input(grad, weight, stride, 5, 7, config=config)
     c_pad = kernels.padded_channels(35)  # 48: aligned channels-last rows, zero padding unused
     assert c_pad == 48 and dx.stride() == (5 * 7 * c_pad, 1, 7 * c_pad, c_pad)
@@ -174,102 +300,6 @@ def test_launchers_with_explicit_tiles(interpreter, stride, config, splits):
     assert dw.is_contiguous()
     assert_close32(dw, dw_ref)
     assert_close32(db, db_ref)
-
-
-def test_tiny_maps_and_empty_batch(interpreter):
-    """1x1 and 2x1 maps (every tap but the centre one falls in the padding) and zero RoIs."""
-    for h, w, stride in [(1, 1, 1), (2, 1, 2)]:
-        x, weight, b, grad = make_case(3, 17, 16, h, w, stride, seed=5)
-        for actual, expected in zip(run_op(x, weight, b, grad, stride), reference(x, weight, b, grad, stride)):
-            assert_close32(actual, expected)
-    x, weight, b, grad = make_case(0, 17, 16, 4, 4, 2)
-    y, dx, dw, db = run_op(x, weight, b, grad, 2)
-    assert y.shape == (0, 16, 2, 2) and dx.shape == x.shape
-    assert not dw.any() and not db.any()
-
-
-# --- the ops' other paths, registration and tooling ---------------------------------------------
-
-
-def test_aten_path_and_opcheck():
-    """Without the interpreter CPU tensors take ATen's convolution; the schemas, fake kernels
-    (the triton_op bodies themselves) and autograd registration are checked on that path.
-    (opcheck cannot run under the interpreter: its fake-tensor test sees the copies the
-    interpreter makes of the storages.)"""
-    x, weight, b, grad = make_case(2, 17, 16, 5, 4, 2, seed=6)
-    for actual, expected in zip(run_op(x, weight, b, grad, 2), reference(x, weight, b, grad, 2)):
-        assert_close32(actual, expected)
-    args = (x.requires_grad_(), weight.requires_grad_(), b.requires_grad_(), 2)
-    torch.library.opcheck(torch.ops.msrcnn.conv3x3_bias_relu.default, args)
-    y = torch.ops.msrcnn.conv3x3_bias_relu(*args).detach()
-    grad = torch.ops.aten.threshold_backward(grad, y, 0)
-    torch.library.opcheck(torch.ops.msrcnn._conv3x3_backward_input.default, (grad, weight.detach(), 2, 5, 4))
-    torch.library.opcheck(torch.ops.msrcnn._conv3x3_backward_weight.default, (grad, x.detach(), 2))
-
-
-def test_torch_compile_fullgraph():
-    module = ops.Conv3x3ReLU(17, 16, stride=2, backend="triton")
-    compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
-    x = torch.randn(2, 17, 5, 5, requires_grad=True)
-    assert_compiled_matches_eager(module, compiled, x)
-
-
-def test_module_is_a_conv2d_with_relu():
-    module = ops.Conv3x3ReLU(8, 12, stride=2, backend="aten")
-    assert isinstance(module, torch.nn.Conv2d) and module.padding == (1, 1) and module.kernel_size == (3, 3)
-    assert "backend='aten'" in repr(module)
-    x = torch.randn(2, 8, 9, 9)
-    torch.testing.assert_close(module(x), torch.relu(torch.nn.Conv2d.forward(module, x)))
-    assert set(module.state_dict()) == {"weight", "bias"}
-
-
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("backend", ["auto", "winograd"])
-def test_cpu_winograd_backend_matches_conv2d_relu(backend, stride):
-    torch.manual_seed(0)
-    module = ops.Conv3x3ReLU(9, 12, stride=stride, backend=backend)
-    x = torch.randn(3, 9, 11, 13, requires_grad=True)
-    reference = torch.nn.Conv2d(9, 12, 3, stride=stride, padding=1)
-    reference.load_state_dict(module.state_dict())
-    actual, expected = module(x), torch.relu(reference(x))
-    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
-    grad = torch.randn_like(expected)
-    grads = torch.autograd.grad(actual, [x, module.weight, module.bias], grad)
-    grads_expected = torch.autograd.grad(expected, [x, reference.weight, reference.bias], grad)
-    for g, e in zip(grads, grads_expected):
-        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
-
-
-def test_backend_resolution():
-    assert ops.conv3x3.resolve_backend("auto", "cpu") == "winograd"
-    assert ops.conv3x3.resolve_backend("auto", "meta") == "aten"
-    assert ops.conv3x3.resolve_backend("auto", torch.device("cuda")) == "triton"
-    assert ops.conv3x3.resolve_backend("aten", "cuda") == "aten"
-    assert ops.conv3x3.resolve_backend("triton", "cpu") == "triton"
-    with pytest.raises(ValueError, match="backend: expected one of 'auto', 'triton', 'winograd', 'aten', got 'cudnn'"):
-        ops.conv3x3.resolve_backend("cudnn", "cpu")
-    with pytest.raises(ValueError, match="backend"):
-        ops.Conv3x3ReLU(4, 4, backend="cudnn")
-    with pytest.raises(ValueError, match="stride: expected 1 or 2, got 3"):
-        ops.Conv3x3ReLU(4, 4, stride=3)
-
-
-@pytest.mark.parametrize(
-    "args,error,match",
-    [
-        ((torch.zeros(2, 4, 5, 5), torch.zeros(8, 3, 3, 3), None, 1), ValueError, r"expected weight \[Cout, 4, 3, 3\]"),
-        ((torch.zeros(2, 4, 5, 5), torch.zeros(8, 4, 1, 1), None, 1), ValueError, r"expected weight"),
-        ((torch.zeros(4, 5, 5), torch.zeros(8, 4, 3, 3), None, 1), ValueError, r"expected input \[N, Cin, H, W\]"),
-        ((torch.zeros(2, 4, 5, 5), torch.zeros(8, 4, 3, 3), torch.zeros(7), 1), ValueError, r"expected bias \[8\]"),
-        ((torch.zeros(2, 4, 5, 5), torch.zeros(8, 4, 3, 3), None, 3), ValueError, "expected stride 1 or 2, got 3"),
-        ((torch.zeros(2, 4, 5, 5).half(), torch.zeros(8, 4, 3, 3), None, 1), TypeError, "weight of the input's dtype"),
-    ],
-)
-def test_bad_input(args, error, match):
-    with pytest.raises(error, match=match):
-        torch.ops.msrcnn.conv3x3_bias_relu(*args)
-    with pytest.raises(error, match=match):  # every backend checks the same
-        ops.conv3x3_bias_relu(*args[:3], stride=args[3], backend="aten")
 
 
 def test_autotune_configs_and_switch(monkeypatch):
@@ -313,6 +343,59 @@ def test_split_heuristics():
     assert kernels.weight_grad_splits(10**6, 256, 256, 1) == 1  # enough tiles already
 
 
+# --- known defects of the CUDA path (strict xfail: remove the mark with the fix) ----------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the Triton input gradient's strides are those of padded_channels(Cin) (17 -> 32), "
+    "the fake kernel's (and the CPU kernel's) dense channels-last: compiled graphs see other strides",
+)
+def test_backward_input_strides_match_the_fake(triton_on_cpu):
+    x, weight, _, grad = make_case(2, 17, 16, 5, 4, 1, seed=7)
+    torch.library.opcheck(OPS["_conv3x3_backward_input"].default, (grad, weight, 1, 5, 4))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RuntimeError,
+    reason="conv3x3_cuda's float64 path calls F.conv2d unguarded: empty maps and Cout = 0 raise, "
+    "Cin = 0 returns no channels (the CPU kernel gives an empty output and relu?(bias))",
+)
+@pytest.mark.parametrize("shape", [(2, 3, 5, 0, 4), (2, 3, 0, 3, 4), (2, 0, 5, 3, 4)], ids=str)
+def test_float64_empty_maps_and_no_channels(interpreter, shape):
+    n, c_in, c_out, h, w = shape
+    x, weight, b, _ = make_case(n, c_in, c_out, h, w, 1, dtype=torch.float64)
+    y = cuda_kernel("conv3x3", x, weight, b, 1, True)
+    if y.shape != (n, c_out, h, w):
+        raise RuntimeError(f"shape {tuple(y.shape)}")
+    torch.testing.assert_close(y, torch.ops.msrcnn.conv3x3(x, weight, b, 1, True))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ZeroDivisionError,
+    reason="kernels.conv3x3_backward_weight: weight_grad_splits divides by 0 tiles when Cin or Cout is 0",
+)
+@pytest.mark.parametrize("c_in,c_out", [(0, 5), (3, 0)])
+def test_weight_gradient_without_channels(interpreter, c_in, c_out):
+    x, _, _, grad = make_case(2, c_in, c_out, 3, 4, 1)
+    dw, db = cuda_kernel("_conv3x3_backward_weight", grad, x, 1)
+    assert dw.shape == (c_out, c_in, 3, 3) and not dw.any()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="@torch.library.register_kernel on an op defined in C++ returns None: the module's "
+    "conv3x3_cuda, conv3x3_backward_input_cuda and conv3x3_backward_weight_cuda are None",
+)
+def test_the_cuda_kernels_keep_their_names():
+    assert all(
+        callable(getattr(conv3x3_ops, name))
+        for name in ("conv3x3_cuda", "conv3x3_backward_input_cuda", "conv3x3_backward_weight_cuda")
+    )
+
+
 # --- compiled kernels on a GPU -----------------------------------------------------------------
 
 
@@ -320,19 +403,22 @@ HEAD_LAYERS = [(257, 256, 1), (256, 256, 1), (256, 256, 2)]
 
 
 @pytest.mark.cuda
+@pytest.mark.parametrize("relu", [True, False])
 @pytest.mark.parametrize("c_in,c_out,stride", HEAD_LAYERS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_cuda_matches_aten(c_in, c_out, stride, dtype, monkeypatch):
+def test_cuda_matches_aten(c_in, c_out, stride, dtype, relu, monkeypatch, launches):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     x, weight, b, grad = make_case(7, c_in, c_out, 14, 14, stride, seed=7)
     x, weight, b, grad = (t.cuda().to(dtype) for t in (x, weight, b, grad))
     tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False  # exact float32 for the comparison
     try:
-        actual = run_op(x, weight, b, grad, stride)
+        actual = run_op(x, weight, b, grad, stride, relu)
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
-    expected = reference(x, weight, b, grad, stride, dtype=torch.float64 if dtype == torch.float32 else torch.float32)
+    assert launches == list(LAUNCHERS)  # the dispatcher sent the CUDA tensors to the Triton kernels
+    expected_dtype = torch.float64 if dtype == torch.float32 else torch.float32
+    expected = reference(x, weight, b, grad, stride, relu, dtype=expected_dtype)
     for a, e in zip(actual, expected):
         assert a.dtype == dtype and a.is_cuda
         if dtype == torch.float32:
@@ -359,8 +445,12 @@ def test_cuda_autotune_off_and_on_agree_and_backward_is_deterministic(monkeypatc
 def test_cuda_opcheck_and_compile(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     x, weight, b, grad = (t.cuda() for t in make_case(3, 17, 32, 6, 6, 2, seed=9))
-    args = (x.requires_grad_(), weight.requires_grad_(), b.requires_grad_(), 2)
-    torch.library.opcheck(torch.ops.msrcnn.conv3x3_bias_relu.default, args)
-    module = ops.Conv3x3ReLU(17, 32, stride=2).cuda()
+    for relu in (True, False):
+        args = (x.clone().requires_grad_(), weight.clone().requires_grad_(), b.clone().requires_grad_(), 2, relu)
+        torch.library.opcheck(torch.ops.msrcnn.conv3x3.default, args)
+    torch.library.opcheck(torch.ops.msrcnn._conv3x3_backward_weight.default, (grad, x, 2))
+    aligned = torch.randn(32, 32, 3, 3, device="cuda")  # (Cin = 17: test_backward_input_strides_match_the_fake)
+    torch.library.opcheck(torch.ops.msrcnn._conv3x3_backward_input.default, (grad, aligned, 2, 6, 6))
+    module = ops.Conv3x3(17, 32, stride=2, relu=True).cuda()
     compiled = torch.compile(module, fullgraph=True)
     torch.testing.assert_close(compiled(x), module(x))

@@ -1,7 +1,8 @@
 """The Triton kernels compile for sm_80 and sm_90 without a GPU.
 
 Each launcher runs with its launch intercepted (TRITON_INTERPRET off, autotuning off: the
-default config), and the recorded call is compiled the way ``JITFunction.run`` would compile it
+default config; the forward with and without its ReLU, two variants of the RELU constexpr, as
+msrcnn::conv3x3 launches them), and the recorded call is compiled the way ``JITFunction.run`` would compile it
 on that GPU (same argument specialisation: unit strides as constants, 16-divisible integers and
 pointers annotated), down to a cubin, with Triton's own ptxas. This catches what the
 interpreter cannot: code the compiler rejects (e.g. a name bound with two types in the two
@@ -82,13 +83,15 @@ def test_kernels_compile_without_spills(monkeypatch, arch, dtype, c_in, stride):
     grad = torch.randn(rois, c_out, 14 // stride, 14 // stride).to(dtype)
 
     def launch():
-        kernels.conv3x3_forward(x, weight, weight[:, 0, 0, 0], stride)
+        for relu in (True, False):  # the heads' convs (+ ReLU) and the backbone's (msrcnn::conv3x3's relu)
+            kernels.conv3x3_forward(x, weight, weight[:, 0, 0, 0], stride, relu=relu)
         kernels.conv3x3_backward_input(grad, weight, stride, 14, 14)
         kernels.conv3x3_backward_weight(grad, x, stride)
 
     calls = recorded_launches(monkeypatch, arch, launch)
     tails = [kwargs.get("TAIL_PART", False) for _, _, _, kwargs in calls]
-    assert len(calls) == (5 if c_in % 16 else 3) and tails.count(True) == (2 if c_in % 16 else 0)
+    assert len(calls) == (6 if c_in % 16 else 4) and tails.count(True) == (2 if c_in % 16 else 0)
+    assert [kwargs["RELU"] for _, _, _, kwargs in calls if "RELU" in kwargs] == [True, False]
     for kernel, grid, args, kwargs in calls:
         compiled = compile_launch(kernel, args, kwargs, arch)
         usage = resource_usage(compiled)

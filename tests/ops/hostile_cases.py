@@ -1432,11 +1432,14 @@ def _():
     check_paste(masks.to(memory_format=torch.channels_last), boxes)
 
 
-# --- conv3x3_bias_relu and winograd_conv3x3 ------------------------------------------------
-# input [2, 3, 6, 6], weight [4, 3, 3, 3], bias [4]. Documented: relu(conv2d(input, weight,
-# bias, stride, padding=1)) (winograd_conv3x3: relu optional), channels-last output. A
-# non-finite input value makes non-finite outputs only in its reach: the outputs whose 3x3
-# window holds it and, on the Winograd path, the rest of their 2x2 output tiles.
+# --- conv3x3 (ops.conv3x3, msrcnn::conv3x3) and its backward ops ----------------------------
+# input [2, 3, 6, 6], weight [4, 3, 3, 3], bias [4]. Documented: relu?(conv2d(input, weight,
+# bias, stride, padding=1)), channels-last output. "conv3x3" is ops.conv3x3 with relu=True,
+# "conv3x3_op" torch.ops.msrcnn.conv3x3 itself with relu=False. A non-finite input value makes
+# non-finite outputs only in its reach: the outputs whose 3x3 window holds it and, on the
+# Winograd path (the CPU's at stride 1), the rest of their 2x2 output tiles.
+
+CONV_OPS = ("conv3x3", "conv3x3_op")
 
 
 def conv_inputs(n=2, cin=3, cout=4, h=6, w=6, dtype=torch.float32):
@@ -1444,6 +1447,10 @@ def conv_inputs(n=2, cin=3, cout=4, h=6, w=6, dtype=torch.float32):
     weight = (0.3 * torch.randn(cout, cin, 3, 3, generator=generator(7))).to(dtype)
     bias = (0.1 * torch.randn(cout, generator=generator(8))).to(dtype)
     return x, weight, bias
+
+
+def conv_relu(op):
+    return op == "conv3x3"
 
 
 def conv_reference(x, weight, bias, stride=1, relu=True):
@@ -1460,10 +1467,10 @@ def conv_reference(x, weight, bias, stride=1, relu=True):
     return (torch.relu(out) if relu else out).to(x.dtype)
 
 
-def conv_call(op, x, weight, bias, stride=1, **kwargs):
-    if op == "conv3x3_bias_relu":
-        return ops.conv3x3_bias_relu(x, weight, bias, stride, **kwargs)
-    return ops.winograd_conv3x3(x, weight, bias, relu=True)
+def conv_call(op, x, weight, bias, stride=1):
+    if op == "conv3x3":
+        return ops.conv3x3(x, weight, bias, stride, relu=True)
+    return torch.ops.msrcnn.conv3x3(x, weight, bias, stride, False)
 
 
 def reach(mask, stride=1):
@@ -1486,13 +1493,16 @@ def check_conv_nonfinite(op, value, where="input"):
     expect_tensor(got, (2, 4, 6, 6), torch.float32)
     direct, tiles = reach(bad)
     outside = ~tiles[:, None].expand_as(got)
-    expected = conv_reference(torch.where(torch.isfinite(x), x, torch.zeros_like(x)), weight, bias)
+    expected = conv_reference(torch.where(torch.isfinite(x), x, torch.zeros_like(x)), weight, bias, relu=conv_relu(op))
     expect_equal(got[outside], expected[outside], "outputs out of the value's reach", rtol=1e-5, atol=1e-5)
+    inside = got[direct[:, None].expand_as(got)]
     if value != value:  # NaN: NaN wherever it is read (relu keeps NaN, as torch.relu)
-        expect(bool(got[direct[:, None].expand_as(got)].isnan().all()), "a NaN input was lost in its reach")
+        expect(bool(inside.isnan().all()), "a NaN input was lost in its reach")
+    elif not conv_relu(op):  # an infinity: non-finite wherever it is read
+        expect(not bool(inside.isfinite().any()), "an infinite input was lost in its reach")
 
 
-for _op in ("conv3x3_bias_relu", "winograd_conv3x3"):
+for _op in CONV_OPS:
     for _name, _value in [("nan", NAN), ("posinf", INF), ("neginf", -INF)]:
         case(_op, f"{_name}_input")(lambda op=_op, v=_value: check_conv_nonfinite(op, v))
 
@@ -1504,7 +1514,7 @@ for _op in ("conv3x3_bias_relu", "winograd_conv3x3"):
             x[1, 0, 4, 1] = value
             got = conv_call(op, x, weight, bias)
             expect_finite(got)
-            expected = conv_reference(x, weight, bias)
+            expected = conv_reference(x, weight, bias, relu=conv_relu(op))
             expect_equal(got, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
 
     @case(_op, "nan_weight")
@@ -1513,7 +1523,8 @@ for _op in ("conv3x3_bias_relu", "winograd_conv3x3"):
         weight[1, 2, 0, 0] = NAN
         got = conv_call(op, x, weight, bias)
         expect(bool(got[:, 1].isnan().all()), "output channel 1 is not all NaN")
-        expect_equal(got[:, [0, 2, 3]], conv_reference(x, weight, bias)[:, [0, 2, 3]], rtol=1e-5, atol=1e-5)
+        expected = conv_reference(x, weight, bias, relu=conv_relu(op))
+        expect_equal(got[:, [0, 2, 3]], expected[:, [0, 2, 3]], rtol=1e-5, atol=1e-5)
 
     @case(_op, "nan_bias")
     def _(op=_op):
@@ -1521,7 +1532,7 @@ for _op in ("conv3x3_bias_relu", "winograd_conv3x3"):
         bias[2] = NAN
         got = conv_call(op, x, weight, bias)
         expect(bool(got[:, 2].isnan().all()), "output channel 2 is not all NaN")
-        expect_equal(got, conv_reference(x, weight, bias), rtol=1e-5, atol=1e-5)
+        expect_equal(got, conv_reference(x, weight, bias, relu=conv_relu(op)), rtol=1e-5, atol=1e-5)
 
     for _name, _shape in [
         ("zero_batch", {"n": 0}),
@@ -1530,14 +1541,15 @@ for _op in ("conv3x3_bias_relu", "winograd_conv3x3"):
         ("zero_in_channels", {"cin": 0}),
         ("zero_out_channels", {"cout": 0}),
     ]:
+        for _stride in (1, 2):
 
-        @case(_op, _name)
-        def _(op=_op, shape=_shape):
-            x, weight, bias = conv_inputs(**shape)
-            got = conv_call(op, x, weight, bias)
-            expected = conv_reference(x, weight, bias)
-            expect_tensor(got, expected.shape, torch.float32)
-            expect_equal(got, expected, rtol=1e-5, atol=1e-5)
+            @case(_op, _name if _stride == 1 else f"{_name}_stride_2")
+            def _(op=_op, shape=_shape, stride=_stride):
+                x, weight, bias = conv_inputs(**shape)
+                got = conv_call(op, x, weight, bias, stride)
+                expected = conv_reference(x, weight, bias, stride, relu=conv_relu(op))
+                expect_tensor(got, expected.shape, torch.float32)
+                expect_equal(got, expected, rtol=1e-5, atol=1e-5)
 
     case(_op, "int_input", raises=TypeError, names="input")(
         lambda op=_op: conv_call(op, *(t.long() for t in conv_inputs()))
@@ -1563,20 +1575,47 @@ for _op in ("conv3x3_bias_relu", "winograd_conv3x3"):
     case(_op, "bias_wrong_shape", raises=ValueError, names="bias")(
         lambda op=_op: conv_call(op, *conv_inputs()[:2], torch.zeros(5))
     )
+    for _stride in (3, 0, -1):
+        case(_op, f"stride_{_stride}".replace("-", "minus_"), raises=ValueError, names="stride")(
+            lambda op=_op, s=_stride: conv_call(op, *conv_inputs(), s)
+        )
+    # the fake kernel (meta tensors) checks as the CPU kernel does
+    case(_op, "weight_5x5_meta", raises=ValueError, names="weight")(
+        lambda op=_op: conv_call(op, *(t.to("meta") for t in (conv_inputs()[0], torch.zeros(4, 3, 5, 5))), None)
+    )
+    case(_op, "int_input_meta", raises=TypeError, names="input")(
+        lambda op=_op: conv_call(op, *(t.long().to("meta") for t in conv_inputs()))
+    )
+    case(_op, "stride_3_meta", raises=ValueError, names="stride")(
+        lambda op=_op: conv_call(op, *(t.to("meta") for t in conv_inputs()), 3)
+    )
+
+    @case(_op, "stride_2_hostile")
+    def _(op=_op):  # the ATen path: NaN in its reach, the rest the reference's
+        x, weight, bias = conv_inputs(h=7, w=5)
+        x[1, 2, 6, 4] = NAN
+        got = conv_call(op, x, weight, bias, 2)
+        expected = conv_reference(x, weight, bias, 2, relu=conv_relu(op))
+        expect_tensor(got, expected.shape, torch.float32)
+        expect_equal(got, expected, rtol=1e-5, atol=1e-5)
 
     @case(_op, "float64_and_half")
     def _(op=_op):
         x, weight, bias = conv_inputs(dtype=torch.float64)
-        expect_equal(conv_call(op, x, weight, bias), conv_reference(x, weight, bias), rtol=1e-12, atol=1e-12)
-        x, weight, bias = conv_inputs(dtype=torch.bfloat16)
-        got = conv_call(op, x, weight, bias)
-        expect_tensor(got, (2, 4, 6, 6), torch.bfloat16)
-        expect_equal(got, conv_reference(x, weight, bias), rtol=2e-2, atol=2e-2)
+        expected = conv_reference(x, weight, bias, relu=conv_relu(op))
+        expect_equal(conv_call(op, x, weight, bias), expected, rtol=1e-12, atol=1e-12)
+        for dtype in (torch.bfloat16, torch.float16):
+            x, weight, bias = conv_inputs(dtype=dtype)
+            got = conv_call(op, x, weight, bias)
+            expect_tensor(got, (2, 4, 6, 6), dtype)
+            expect_equal(got, conv_reference(x, weight, bias, relu=conv_relu(op)), rtol=2e-2, atol=2e-2)
 
     @case(_op, "meta_device")
     def _(op=_op):
         got = conv_call(op, *(t.to("meta") for t in conv_inputs()))
         expect_tensor(got, (2, 4, 6, 6), torch.float32, device="meta")
+        got = conv_call(op, *(t.to("meta") for t in conv_inputs(h=7, w=5)), 2)
+        expect_tensor(got, (2, 4, 4, 3), torch.float32, device="meta")
 
     case(_op, "mixed_devices", raises=DEVICE_ERRORS, names=("input", "weight"))(
         lambda op=_op: conv_call(op, conv_inputs()[0], conv_inputs()[1].to("meta"), conv_inputs()[2])
@@ -1595,53 +1634,133 @@ for _op in ("conv3x3_bias_relu", "winograd_conv3x3"):
         weight = weight.transpose(0, 1).contiguous().transpose(0, 1)
         bias = torch.stack([bias, bias], 1)[:, 0]
         expect(not x.is_contiguous() and not weight.is_contiguous() and not bias.is_contiguous(), "not strided")
-        expect_equal(conv_call(op, x, weight, bias), conv_reference(x, weight, bias), rtol=1e-5, atol=1e-5)
+        expected = conv_reference(x, weight, bias, relu=conv_relu(op))
+        expect_equal(conv_call(op, x, weight, bias), expected, rtol=1e-5, atol=1e-5)
 
     @case(_op, "channels_last")
     def _(op=_op):
         x, weight, bias = conv_inputs()
         got = conv_call(op, x.to(memory_format=torch.channels_last), weight.to(memory_format=torch.channels_last), bias)
         expect(got.is_contiguous(memory_format=torch.channels_last), "the output is not channels-last")
-        expect_equal(got, conv_reference(x, weight, bias), rtol=1e-5, atol=1e-5)
+        expect_equal(got, conv_reference(x, weight, bias, relu=conv_relu(op)), rtol=1e-5, atol=1e-5)
 
-    @case(_op, "backward_nan_input")
-    def _(op=_op):  # finite gradients out of the NaN's reach; the weight gradient reads it: NaN
-        x, weight, bias = conv_inputs()
-        x[0, 0, 0, 0] = NAN
-        x.requires_grad_()
-        conv_call(op, x, weight, bias).sum().backward()
-        expect_tensor(x.grad, (2, 3, 6, 6), torch.float32)
-        expect_finite(x.grad[1], "the input gradient of the other image")
+    for _stride in (1, 2):
 
-
-case("conv3x3_bias_relu", "stride_3", raises=ValueError, names="stride")(
-    lambda: ops.conv3x3_bias_relu(*conv_inputs(), 3)
-)
-case("conv3x3_bias_relu", "stride_0", raises=ValueError, names="stride")(
-    lambda: ops.conv3x3_bias_relu(*conv_inputs(), 0)
-)
-case("conv3x3_bias_relu", "unknown_backend", raises=ValueError, names="backend")(
-    lambda: ops.conv3x3_bias_relu(*conv_inputs(), backend="cudnn")
-)
+        @case(_op, "backward_nan_input" if _stride == 1 else "backward_nan_input_stride_2")
+        def _(op=_op, stride=_stride):  # finite gradients out of the NaN's reach; the weight gradient reads it: NaN
+            x, weight, bias = conv_inputs()
+            x[0, 0, 0, 0] = NAN
+            leaves = [t.requires_grad_() for t in (x, weight, bias)]
+            conv_call(op, *leaves, stride).sum().backward()
+            expect_tensor(x.grad, (2, 3, 6, 6), torch.float32)
+            expect_finite(x.grad[1], "the input gradient of the other image")
+            expect_finite(bias.grad, "the bias gradient")
+            expect(bool(weight.grad.isnan().any()), "the weight gradient did not read the NaN")
 
 
-@case("conv3x3_bias_relu", "stride_2_hostile")
-def _():  # the ATen path: NaN in its reach, the rest the reference's
-    x, weight, bias = conv_inputs(h=7, w=5)
-    x[1, 2, 6, 4] = NAN
-    got = ops.conv3x3_bias_relu(x, weight, bias, 2)
-    expected = conv_reference(x, weight, bias, 2)
-    expect_tensor(got, expected.shape, torch.float32)
-    expect_equal(got, expected, rtol=1e-5, atol=1e-5)
+@case("conv3x3", "autocast_mixed_dtypes")
+def _():  # ops.conv3x3 computes in the autocast dtype, as F.conv2d does
+    x, weight, bias = conv_inputs()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = ops.conv3x3(x, weight.bfloat16(), bias, relu=True)
+    expect_tensor(got, (2, 4, 6, 6), torch.bfloat16)
+    expect_equal(got, conv_reference(x, weight, bias).bfloat16(), rtol=2e-2, atol=2e-2)
 
 
-for _backend in ("winograd", "aten", "triton"):
-    case("conv3x3_bias_relu", f"weight_5x5_{_backend}", raises=ValueError, names="weight")(
-        lambda b=_backend: ops.conv3x3_bias_relu(conv_inputs()[0], torch.zeros(4, 3, 5, 5), backend=b)
+# The backward ops, called directly (the autograd formula above calls them with consistent
+# arguments): grad [2, 4, 6, 6] (stride 1) or [2, 4, 3, 3] (stride 2) of an input [2, 3, 6, 6].
+
+BACKWARD_OPS = {
+    "_conv3x3_backward_input": lambda grad, weight, x, stride=1: torch.ops.msrcnn._conv3x3_backward_input(
+        grad, weight, stride, x.shape[2], x.shape[3]
+    ),
+    "_conv3x3_backward_weight": lambda grad, weight, x, stride=1: torch.ops.msrcnn._conv3x3_backward_weight(
+        grad, x, stride
+    ),
+}
+
+
+def backward_inputs(stride=1, n=2, dtype=torch.float32):
+    x, weight, _ = conv_inputs(n=n, dtype=dtype)
+    grad = torch.randn(n, 4, 6 // stride, 6 // stride, generator=generator(9)).to(dtype)
+    return grad, weight, x
+
+
+def backward_reference(op, grad, weight, x, stride=1):
+    """The op's result in float64 by ATen's convolution gradients."""
+    if op == "_conv3x3_backward_input":
+        return torch.nn.grad.conv2d_input(x.shape, weight.double(), grad.double(), stride, 1)
+    grad_weight = torch.nn.grad.conv2d_weight(x.double(), weight.shape, grad.double(), stride, 1)
+    return grad_weight, grad.double().sum((0, 2, 3))
+
+
+for _op, _call in BACKWARD_OPS.items():
+    for _stride in (1, 2):
+
+        @case(_op, f"nan_grad_stride_{_stride}")
+        def _(op=_op, call=_call, stride=_stride):
+            grad, weight, x = backward_inputs(stride)
+            grad[1, 2, 1, 1] = NAN
+            got = call(grad, weight, x, stride)
+            if op == "_conv3x3_backward_input":  # the NaN reaches the inputs its output read
+                expect_tensor(got, x.shape, torch.float32)
+                expect_finite(got[0], "the input gradient of the other image")
+                expect(bool(got[1].isnan().any()), "the NaN gradient was lost")
+            else:  # every weight of output channel 2 and its bias read it
+                grad_weight, grad_bias = got
+                expect(bool(grad_weight[2].isnan().all() and grad_bias[2].isnan()), "channel 2 is not all NaN")
+                expected = backward_reference(op, grad, weight, x, stride)
+                keep = [0, 1, 3]
+                expect_equal(grad_weight[keep].double(), expected[0][keep], rtol=1e-5, atol=1e-5)
+
+        @case(_op, f"zero_batch_stride_{_stride}")
+        def _(op=_op, call=_call, stride=_stride):
+            grad, weight, x = backward_inputs(stride, n=0)
+            got = call(grad, weight, x, stride)
+            if op == "_conv3x3_backward_input":
+                expect_tensor(got, x.shape, torch.float32)
+            else:
+                expect_tensor(got[0], weight.shape, torch.float32)
+                expect_equal(got[0], torch.zeros_like(got[0]), "the weight gradient of no pixels")
+                expect_equal(got[1], torch.zeros(4), "the bias gradient of no pixels")
+
+        @case(_op, f"float64_stride_{_stride}")
+        def _(op=_op, call=_call, stride=_stride):
+            grad, weight, x = backward_inputs(stride, dtype=torch.float64)
+            got = call(grad, weight, x, stride)
+            expect_equal(got, backward_reference(op, grad, weight, x, stride), rtol=1e-12, atol=1e-12)
+
+    case(_op, "stride_3", raises=ValueError, names="stride")(lambda call=_call: call(*backward_inputs(), stride=3))
+    case(_op, "grad_size_mismatch", raises=ValueError, names="grad")(
+        lambda call=_call: call(*backward_inputs(), stride=2)  # a stride-1 gradient at stride 2
     )
-    case("conv3x3_bias_relu", f"int_input_{_backend}", raises=TypeError, names="input")(
-        lambda b=_backend: ops.conv3x3_bias_relu(*(t.long() for t in conv_inputs()), backend=b)
+    case(_op, "wrong_rank_grad", raises=ValueError, names="grad")(
+        lambda call=_call: call(backward_inputs()[0][0], *backward_inputs()[1:])
     )
+    case(_op, "int_grad", raises=TypeError, names="grad")(
+        lambda call=_call: call(*(t.long() for t in backward_inputs()))
+    )
+
+    @case(_op, "meta_device")
+    def _(op=_op, call=_call):
+        got = call(*(t.to("meta") for t in backward_inputs(2)), stride=2)
+        shapes = [(2, 3, 6, 6)] if op == "_conv3x3_backward_input" else [(4, 3, 3, 3), (4,)]
+        for t, shape in zip(got if isinstance(got, tuple) else [got], shapes):
+            expect_tensor(t, shape, torch.float32, device="meta")
+
+
+case("_conv3x3_backward_input", "mixed_dtypes", raises=TypeError, names="weight")(
+    lambda: BACKWARD_OPS["_conv3x3_backward_input"](backward_inputs()[0], *(t.double() for t in backward_inputs()[1:]))
+)
+case("_conv3x3_backward_input", "weight_wrong_out_channels", raises=ValueError, names="weight")(
+    lambda: BACKWARD_OPS["_conv3x3_backward_input"](backward_inputs()[0], torch.zeros(5, 3, 3, 3), backward_inputs()[2])
+)
+case("_conv3x3_backward_weight", "mixed_dtypes", raises=TypeError, names="input")(
+    lambda: BACKWARD_OPS["_conv3x3_backward_weight"](backward_inputs()[0], *(t.double() for t in backward_inputs()[1:]))
+)
+case("_conv3x3_backward_weight", "input_batch_mismatch", raises=ValueError, names="grad")(
+    lambda: BACKWARD_OPS["_conv3x3_backward_weight"](*backward_inputs()[:2], backward_inputs(n=3)[2])
+)
 
 
 # --- the harness's own probes (tests/ops/test_hostile_inputs.py) ---------------------------

@@ -610,7 +610,7 @@ def _m_bucket(m) -> int:
 _PRUNE = {"early_config_prune": _prune_configs}
 _forward_autotuned = triton.autotune(
     configs=forward_configs(),
-    key=["M_BUCKET", "C_OUT", "C_MAIN", "C_TAIL", "STRIDE", "HAS_BIAS"],
+    key=["M_BUCKET", "C_OUT", "C_MAIN", "C_TAIL", "STRIDE", "HAS_BIAS", "RELU"],
     prune_configs_by=_PRUNE,
 )(_conv3x3_forward_kernel)
 _backward_input_autotuned = triton.autotune(
@@ -890,6 +890,8 @@ def weight_grad_splits(pixels: int, c_out: int, c_in: int, num_sms: int, *, min_
     on the shapes only, not the config, so the partial buffer's size is known before launch."""
     c_main, c_tail = split_channels(c_in)
     tiles = triton.cdiv(c_out, 128) * 9 * (triton.cdiv(c_main, 128) + (1 if c_tail else 0))
+    if tiles == 0:  # no output or input channels: nothing to split
+        return 1
     return max(1, min(2 * num_sms // tiles, pixels // min_pixels))
 
 

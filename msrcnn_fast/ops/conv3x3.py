@@ -20,6 +20,8 @@ of a model. Its ``exact_aten`` attribute is the one opt-out: ATen's ``F.conv2d``
 its autograd, for torchvision's exact numerics.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -73,30 +75,74 @@ def _triton():
     return triton_kernels
 
 
-@torch.library.register_kernel(_OP, "cuda")
-def conv3x3_cuda(input: Tensor, weight: Tensor, bias: Tensor | None, stride: int, relu: bool) -> Tensor:
-    """The CUDA kernel of msrcnn::conv3x3 (also runs CPU tensors under TRITON_INTERPRET=1: tests)."""
+def _check_backward_args(grad: Tensor, other: Tensor, name: str, stride: int, op: str) -> None:
+    """The C++ CPU backward kernels' checks (csrc/ops/conv3x3/cpu/conv3x3_cpu.cpp)."""
+    if stride not in (1, 2):
+        raise ValueError(f"{op}: expected stride 1 or 2, got {stride}")
+    if grad.dim() != 4 or other.dim() != 4:
+        raise ValueError(f"{op}: expected 4-d grad and {name}, got shapes {tuple(grad.shape)}, {tuple(other.shape)}")
+    if not grad.dtype.is_floating_point:
+        raise TypeError(f"{op}: expected a floating-point grad, got {grad.dtype}")
+    if other.dtype != grad.dtype:
+        raise TypeError(f"{op}: expected {name} of grad's dtype {grad.dtype}, got {other.dtype}")
+    if other.device != grad.device:
+        raise ValueError(f"{op}: expected grad and {name} on one device, got {grad.device} and {other.device}")
+
+
+def _channels_last(t: Tensor) -> Tensor:
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+def _aten_forward(input: Tensor, weight: Tensor, bias: Tensor | None, stride: int, relu: bool) -> Tensor:
+    """relu?(conv2d(...)) by ATen, channels-last, with the C++ kernel's empty and Cin = 0 cases."""
+    n, c_in, h, w = input.shape
+    shape = (n, weight.size(0), _output_size(h, stride), _output_size(w, stride))
+    if math.prod(shape) == 0:
+        return _channels_last(input.new_empty(shape))
+    if c_in == 0:  # ATen's convolution returns no channels here: the convolution is the bias
+        output = input.new_zeros(shape) if bias is None else bias.reshape(1, -1, 1, 1).expand(shape)
+    else:
+        output = F.conv2d(_channels_last(input), weight, bias, stride, 1)
+    return _channels_last(torch.relu(output) if relu else output)
+
+
+def _conv3x3_cuda(input: Tensor, weight: Tensor, bias: Tensor | None, stride: int, relu: bool) -> Tensor:
     _check_args(input, weight, bias, stride)
     if input.dtype in _TRITON_DTYPES:
         return _triton().conv3x3_forward(input, weight, bias, stride, relu=relu)
-    output = F.conv2d(input.contiguous(memory_format=torch.channels_last), weight, bias, stride, 1)
-    return (torch.relu(output) if relu else output).contiguous(memory_format=torch.channels_last)
+    return _aten_forward(input, weight, bias, stride, relu)
 
 
-@torch.library.register_kernel("msrcnn::_conv3x3_backward_input", "cuda")
-def conv3x3_backward_input_cuda(grad: Tensor, weight: Tensor, stride: int, height: int, width: int) -> Tensor:
-    if grad.dtype in _TRITON_DTYPES:
-        return _triton().conv3x3_backward_input(grad, weight, stride, height, width)
+def _conv3x3_backward_input_cuda(grad: Tensor, weight: Tensor, stride: int, height: int, width: int) -> Tensor:
+    _check_backward_args(grad, weight, "weight", stride, "msrcnn::_conv3x3_backward_input")
     size = (grad.size(0), weight.size(1), height, width)
-    return torch.nn.grad.conv2d_input(size, weight, grad, stride, 1).contiguous(memory_format=torch.channels_last)
+    if math.prod(size) == 0 or grad.numel() == 0:
+        return _channels_last(grad.new_zeros(size))
+    if grad.dtype in _TRITON_DTYPES:
+        # The kernel writes pixel rows padded to a multiple of 16 channels: dense, as the fake says.
+        return _channels_last(_triton().conv3x3_backward_input(grad, weight, stride, height, width))
+    return _channels_last(torch.nn.grad.conv2d_input(size, weight, grad, stride, 1))
 
 
-@torch.library.register_kernel("msrcnn::_conv3x3_backward_weight", "cuda")
-def conv3x3_backward_weight_cuda(grad: Tensor, input: Tensor, stride: int) -> tuple[Tensor, Tensor]:
+def _conv3x3_backward_weight_cuda(grad: Tensor, input: Tensor, stride: int) -> tuple[Tensor, Tensor]:
+    _check_backward_args(grad, input, "input", stride, "msrcnn::_conv3x3_backward_weight")
+    size = (grad.size(1), input.size(1), 3, 3)
+    if grad.numel() == 0 or input.numel() == 0:
+        return grad.new_zeros(size), grad.sum((0, 2, 3))
     if grad.dtype in _TRITON_DTYPES:
         return _triton().conv3x3_backward_weight(grad, input, stride)
-    grad_weight = torch.nn.grad.conv2d_weight(input, (grad.size(1), input.size(1), 3, 3), grad, stride, 1)
-    return grad_weight.contiguous(), grad.sum((0, 2, 3))
+    return torch.nn.grad.conv2d_weight(input, size, grad, stride, 1).contiguous(), grad.sum((0, 2, 3))
+
+
+# The CUDA kernels of the three ops; the same functions run CPU tensors under TRITON_INTERPRET=1
+# (how tests check the Triton path without a GPU).
+CUDA_KERNELS = {
+    _OP: _conv3x3_cuda,
+    "msrcnn::_conv3x3_backward_input": _conv3x3_backward_input_cuda,
+    "msrcnn::_conv3x3_backward_weight": _conv3x3_backward_weight_cuda,
+}
+for _name, _kernel in CUDA_KERNELS.items():
+    torch.library.register_kernel(_name, "cuda", _kernel)
 
 
 # --- fake kernels, autograd, FLOPs ------------------------------------------------------------
@@ -112,12 +158,14 @@ def _conv3x3_fake(input, weight, bias, stride, relu):
 
 @torch.library.register_fake("msrcnn::_conv3x3_backward_input")
 def _backward_input_fake(grad, weight, stride, height, width):
+    _check_backward_args(grad, weight, "weight", stride, "msrcnn::_conv3x3_backward_input")
     shape = (grad.shape[0], weight.shape[1], height, width)
     return grad.new_empty(shape).contiguous(memory_format=torch.channels_last)
 
 
 @torch.library.register_fake("msrcnn::_conv3x3_backward_weight")
 def _backward_weight_fake(grad, input, stride):
+    _check_backward_args(grad, input, "input", stride, "msrcnn::_conv3x3_backward_weight")
     return grad.new_empty((grad.shape[1], input.shape[1], 3, 3)), grad.new_empty((grad.shape[1],))
 
 
@@ -191,7 +239,8 @@ def conv3x3(
         TypeError: a non-floating input, or weight or bias of another dtype (outside autocast).
     """
     device_type = input.device.type
-    if device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type):
+    # Autocast casts as it does for F.conv2d: float32 (and half) operands, float64 left alone.
+    if device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type) and input.dtype != torch.float64:
         _check_args(input, weight, bias, stride, dtypes=False)  # autocast casts them
         dtype = torch.get_autocast_dtype(device_type)
         input, weight = input.to(dtype), weight.to(dtype)
@@ -278,9 +327,9 @@ class Conv3x3(nn.Conv2d):
         or a new Conv3x3 when ``module`` is an eligible conv (as
         ``nn.SyncBatchNorm.convert_sync_batchnorm``). Idempotent."""
         if _converts(module):
-            return cls.from_conv2d(module, exact_aten=exact_aten)
+            return Conv3x3.from_conv2d(module, exact_aten=exact_aten)
         for name, child in module.named_children():
-            converted = cls.convert(child, exact_aten=exact_aten)
+            converted = Conv3x3.convert(child, exact_aten=exact_aten)
             if converted is not child:
                 setattr(module, name, converted)
         if isinstance(module, Conv3x3):

@@ -343,57 +343,56 @@ def test_split_heuristics():
     assert kernels.weight_grad_splits(10**6, 256, 256, 1) == 1  # enough tiles already
 
 
-# --- known defects of the CUDA path (strict xfail: remove the mark with the fix) ----------------
+# --- edge cases of the CUDA kernels (each was a defect once) --------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Triton input gradient's strides are those of padded_channels(Cin) (17 -> 32), "
-    "the fake kernel's (and the CPU kernel's) dense channels-last: compiled graphs see other strides",
-)
 def test_backward_input_strides_match_the_fake(triton_on_cpu):
+    """The Triton input gradient pads each pixel's channels to a multiple of 16 (17 -> 32); the
+    kernel returns it dense channels-last, as the fake kernel (and the CPU kernel) say."""
     x, weight, _, grad = make_case(2, 17, 16, 5, 4, 1, seed=7)
     torch.library.opcheck(OPS["_conv3x3_backward_input"].default, (grad, weight, 1, 5, 4))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="conv3x3_cuda's float64 path calls F.conv2d unguarded: empty maps and Cout = 0 raise, "
-    "Cin = 0 returns no channels (the CPU kernel gives an empty output and relu?(bias))",
-)
 @pytest.mark.parametrize("shape", [(2, 3, 5, 0, 4), (2, 3, 0, 3, 4), (2, 0, 5, 3, 4)], ids=str)
 def test_float64_empty_maps_and_no_channels(interpreter, shape):
+    """float64 runs ATen's convolution on CUDA: empty maps, Cout = 0 and Cin = 0 (relu?(bias)) as
+    the CPU kernel gives them."""
     n, c_in, c_out, h, w = shape
-    x, weight, b, _ = make_case(n, c_in, c_out, h, w, 1, dtype=torch.float64)
+    x, weight, b, grad = make_case(n, c_in, c_out, h, w, 1, dtype=torch.float64)
     y = cuda_kernel("conv3x3", x, weight, b, 1, True)
-    if y.shape != (n, c_out, h, w):
-        raise RuntimeError(f"shape {tuple(y.shape)}")
     torch.testing.assert_close(y, torch.ops.msrcnn.conv3x3(x, weight, b, 1, True))
+    assert y.shape == (n, c_out, h, w) and y.is_contiguous(memory_format=torch.channels_last)
+    dx = cuda_kernel("_conv3x3_backward_input", grad, weight, 1, h, w)
+    torch.testing.assert_close(dx, torch.ops.msrcnn._conv3x3_backward_input(grad, weight, 1, h, w))
+    dw, db = cuda_kernel("_conv3x3_backward_weight", grad, x, 1)
+    expected_dw, expected_db = torch.ops.msrcnn._conv3x3_backward_weight(grad, x, 1)
+    torch.testing.assert_close(dw, expected_dw)
+    torch.testing.assert_close(db, expected_db)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ZeroDivisionError,
-    reason="kernels.conv3x3_backward_weight: weight_grad_splits divides by 0 tiles when Cin or Cout is 0",
-)
 @pytest.mark.parametrize("c_in,c_out", [(0, 5), (3, 0)])
 def test_weight_gradient_without_channels(interpreter, c_in, c_out):
     x, _, _, grad = make_case(2, c_in, c_out, 3, 4, 1)
     dw, db = cuda_kernel("_conv3x3_backward_weight", grad, x, 1)
-    assert dw.shape == (c_out, c_in, 3, 3) and not dw.any()
+    assert dw.shape == (c_out, c_in, 3, 3) and not dw.any() and db.shape == (c_out,)
+    assert kernels.weight_grad_splits(24, c_out, c_in, 132) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="@torch.library.register_kernel on an op defined in C++ returns None: the module's "
-    "conv3x3_cuda, conv3x3_backward_input_cuda and conv3x3_backward_weight_cuda are None",
-)
-def test_the_cuda_kernels_keep_their_names():
-    assert all(
-        callable(getattr(conv3x3_ops, name))
-        for name in ("conv3x3_cuda", "conv3x3_backward_input_cuda", "conv3x3_backward_weight_cuda")
-    )
+def test_the_cuda_kernels_are_registered_for_the_cuda_key():
+    assert set(conv3x3_ops.CUDA_KERNELS) == {f"msrcnn::{name}" for name in OPS}
+    for name in conv3x3_ops.CUDA_KERNELS:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(name, torch._C.DispatchKey.CUDA)
+
+
+@pytest.mark.parametrize("op,args", [
+    ("_conv3x3_backward_input", lambda g, w, x: (g, w.to("meta"), 1, 5, 4)),
+    ("_conv3x3_backward_weight", lambda g, w, x: (g, x.double(), 1)),
+    ("_conv3x3_backward_weight", lambda g, w, x: (g, x, 3)),
+])  # fmt: skip
+def test_the_backward_kernels_check_their_arguments(interpreter, op, args):
+    x, weight, _, grad = make_case(2, 3, 4, 5, 4, 1)
+    with pytest.raises((ValueError, TypeError), match=f"msrcnn::{op}: expected"):
+        cuda_kernel(op, *args(grad, weight, x))
 
 
 # --- compiled kernels on a GPU -----------------------------------------------------------------

@@ -469,6 +469,15 @@ def test_autocast_computes_in_the_autocast_dtype():
     torch.testing.assert_close(y.double(), expected, atol=1e-3, rtol=2 * 2**-8)
 
 
+def test_autocast_leaves_float64_alone_as_for_conv2d():
+    x, weight, bias = (t.double() for t in make_case(2, 6, 5, 5, 3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = ops.conv3x3(x, weight, bias, relu=True)
+        expected = torch.relu(F.conv2d(x, weight, bias, 1, 1))
+    assert y.dtype == expected.dtype == torch.float64
+    torch.testing.assert_close(y, expected)
+
+
 W = torch.zeros(8, 4, 3, 3)
 X = torch.zeros(2, 4, 5, 5)
 

@@ -213,6 +213,42 @@ HOST_DEVICE_INLINE SampleRange samples_on_axis(T start, int64_t bin, T bin_size,
   return SampleRange{begin > 0 ? begin - 1 : 0, end < grid ? end + 1 : grid};
 }
 
+// One axis of a bilinear sample: the element offsets (index * stride) of the two cells it
+// lies between, and their weights h (lower cell) and l = 1 - h (upper cell). Bilinear
+// interpolation is separable: a sample's four taps are the products of its two axes'.
+template <typename T>
+struct AxisTap {
+  int64_t low;
+  int64_t high;
+  T l;
+  T h;
+};
+
+// Fills `tap` and returns true, or returns false for a coordinate outside [-1, size] (NaN
+// too) or an empty axis: the sample contributes nothing.
+template <typename T>
+HOST_DEVICE_INLINE bool axis_tap(T coord, int64_t size, int64_t stride, AxisTap<T>& tap) {
+  if (!on_axis(coord, size) || size <= 0) {
+    return false;
+  }
+  if (coord <= static_cast<T>(0)) {
+    coord = 0;
+  }
+  int64_t low = static_cast<int64_t>(coord);
+  int64_t high;
+  if (low >= size - 1) {
+    high = low = size - 1;
+    coord = static_cast<T>(low);
+  } else {
+    high = low + 1;
+  }
+  tap.l = coord - static_cast<T>(low);
+  tap.h = static_cast<T>(1) - tap.l;
+  tap.low = low * stride;
+  tap.high = high * stride;
+  return true;
+}
+
 // Bilinear interpolation at one sample: four element offsets (y * stride_h + x * stride_w)
 // and their weights.
 template <typename T>
@@ -226,43 +262,19 @@ struct Tap {
 template <typename T>
 HOST_DEVICE_INLINE bool bilinear_tap(
     T y, T x, int64_t height, int64_t width, int64_t stride_h, int64_t stride_w, Tap<T>& tap) {
-  if (!(on_axis(y, height) && on_axis(x, width)) || height <= 0 || width <= 0) {
+  AxisTap<T> ty;
+  AxisTap<T> tx;
+  if (!(axis_tap(y, height, stride_h, ty) && axis_tap(x, width, stride_w, tx))) {
     return false;
   }
-  if (y <= static_cast<T>(0)) {
-    y = 0;
-  }
-  if (x <= static_cast<T>(0)) {
-    x = 0;
-  }
-  int64_t y_low = static_cast<int64_t>(y);
-  int64_t x_low = static_cast<int64_t>(x);
-  int64_t y_high;
-  int64_t x_high;
-  if (y_low >= height - 1) {
-    y_high = y_low = height - 1;
-    y = static_cast<T>(y_low);
-  } else {
-    y_high = y_low + 1;
-  }
-  if (x_low >= width - 1) {
-    x_high = x_low = width - 1;
-    x = static_cast<T>(x_low);
-  } else {
-    x_high = x_low + 1;
-  }
-  const T ly = y - static_cast<T>(y_low);
-  const T lx = x - static_cast<T>(x_low);
-  const T hy = static_cast<T>(1) - ly;
-  const T hx = static_cast<T>(1) - lx;
-  tap.offset[0] = y_low * stride_h + x_low * stride_w;
-  tap.offset[1] = y_low * stride_h + x_high * stride_w;
-  tap.offset[2] = y_high * stride_h + x_low * stride_w;
-  tap.offset[3] = y_high * stride_h + x_high * stride_w;
-  tap.weight[0] = hy * hx;
-  tap.weight[1] = hy * lx;
-  tap.weight[2] = ly * hx;
-  tap.weight[3] = ly * lx;
+  tap.offset[0] = ty.low + tx.low;
+  tap.offset[1] = ty.low + tx.high;
+  tap.offset[2] = ty.high + tx.low;
+  tap.offset[3] = ty.high + tx.high;
+  tap.weight[0] = ty.h * tx.h;
+  tap.weight[1] = ty.h * tx.l;
+  tap.weight[2] = ty.l * tx.h;
+  tap.weight[3] = ty.l * tx.l;
   return true;
 }
 

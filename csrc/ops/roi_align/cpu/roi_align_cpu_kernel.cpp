@@ -1,9 +1,10 @@
 // RoIAlign CPU kernels over roi_align_math.h. Compiled once per CPU capability: CPU_CAPABILITY
 // is DEFAULT or AVX2 (see setup.py), and at::vec::Vectorized follows it.
 //
-// Forward: parallel over RoIs; each RoI's bilinear taps are computed once and reused across
-// channels. NCHW features: a scalar loop per channel plane. NHWC features: every tap is a
-// contiguous run of C values, so the loop over channels is vectorised.
+// Forward, NHWC features: parallel over RoIs; each RoI's bilinear taps are computed once and
+// reused across channels, and every tap is a contiguous run of C values, so the loop over
+// channels is vectorised. NCHW features: parallel over (channel, RoI), channel-major, with
+// each RoI's separable row and column taps (forward_nchw).
 // Backward: parallel over (level, image, channel range) units, each owning its slice of the
 // gradient, so there are no races and no atomics and the result does not depend on the
 // thread count.
@@ -102,27 +103,6 @@ struct RoITaps {
   const Tap<T>* bin_taps_end(int64_t b) const { return taps.data() + bin_begin[b - first_bin + 1]; }
 };
 
-// One table of one RoI, NCHW features: out_k[c, bin] for every channel and its bins.
-template <typename scalar_t, typename T>
-void forward_roi_nchw(const RoITaps<T>& rt, const scalar_t* base, const LevelTable<T>& lv, int level,
-                      int64_t num_bins, scalar_t* out_k) {
-  const T divisor = rt.divisor;
-  for (int64_t c = 0; c < lv.channels; ++c) {
-    const scalar_t* plane = base + c * lv.stride_c[level];
-    scalar_t* out_c = out_k + c * num_bins;
-    for (int64_t b = rt.first_bin; b < rt.end_bin; ++b) {
-      T sum = 0;
-      for (const Tap<T>* tap = rt.bin_taps(b); tap != rt.bin_taps_end(b); ++tap) {
-        sum += tap->weight[0] * static_cast<T>(plane[tap->offset[0]]) +
-            tap->weight[1] * static_cast<T>(plane[tap->offset[1]]) +
-            tap->weight[2] * static_cast<T>(plane[tap->offset[2]]) +
-            tap->weight[3] * static_cast<T>(plane[tap->offset[3]]);
-      }
-      out_c[b] = static_cast<scalar_t>(sum / divisor);
-    }
-  }
-}
-
 // Accumulates the taps [first, last) of one bin for the channel vectors starting at `c`.
 template <int kVectors, typename scalar_t, typename T>
 inline void accumulate_taps(const Tap<T>* first, const Tap<T>* last, const scalar_t* base, int64_t c,
@@ -192,6 +172,152 @@ bool is_nhwc(const LevelTable<T>& lv, int level) {
   return lv.stride_c[level] == 1 && lv.channels > 1;
 }
 
+// NCHW levels, forward: channel-major. A RoI's samples are separable (rows x columns), so its
+// tables are one list of row taps and one of column taps per bin, not a tap per sample; the
+// tables of many RoIs fit in L2, and each (image, channel) plane is read by every RoI in
+// turn while it is in cache. (RoI-major, every RoI walked all channel planes of the map: 2-4
+// ns per sample and channel on a 2-core AVX2 EPYC, 256 channels of 200x272, against ~0.5 here.)
+template <typename T>
+struct AxisTables {
+  std::vector<AxisTap<T>> taps;
+  std::vector<int64_t> rows;     // RoI r, bin row ph: taps [rows[r * (PH + 1) + ph], ... + 1)
+  std::vector<int64_t> columns;  // RoI r, bin column pw: taps [columns[r * (PW + 1) + pw], ... + 1)
+  std::vector<int64_t> index;    // r -> the RoI's index in the output
+  std::vector<int> level;
+  std::vector<int64_t> base;  // offset of its image in its level
+  std::vector<T> divisor;
+
+  void clear() {
+    for (auto* v : {&rows, &columns, &index, &base}) {
+      v->clear();
+    }
+    taps.clear();
+    level.clear();
+    divisor.clear();
+  }
+
+  // Appends the taps of one axis of every bin, in sample order (for_each_tap's).
+  void add_axis(std::vector<int64_t>& bounds, T start, T bin_size, int grid, int64_t bins, int64_t size,
+                int64_t stride) {
+    for (int64_t bin = 0; bin < bins; ++bin) {
+      bounds.push_back(static_cast<int64_t>(taps.size()));
+      const SampleRange range = samples_on_axis(start, bin, bin_size, grid, size);
+      for (int i = range.begin; i < range.end; ++i) {
+        AxisTap<T> tap;
+        if (axis_tap(sample_coord(start, bin, bin_size, i, grid), size, stride, tap)) {
+          taps.push_back(tap);
+        }
+      }
+    }
+    bounds.push_back(static_cast<int64_t>(taps.size()));
+  }
+
+  void add(int64_t k, const T* roi, int lvl, int64_t batch, const LevelTable<T>& lv, const PoolParams& pool) {
+    const RoIBins<T> bins = roi_bins(roi, lv.scale[lvl], pool);
+    index.push_back(k);
+    level.push_back(lvl);
+    base.push_back(batch * lv.stride_n[lvl]);
+    divisor.push_back(bin_divisor(bins));
+    add_axis(rows, bins.start_h, bins.bin_h, bins.grid_h, pool.pooled_height, lv.height[lvl], lv.stride_h[lvl]);
+    add_axis(columns, bins.start_w, bins.bin_w, bins.grid_w, pool.pooled_width, lv.width[lvl], lv.stride_w[lvl]);
+  }
+};
+
+// Axis taps one set of tables holds before it stops taking RoIs (it takes at least one):
+// bounds the memory (6 MB in float) whatever the grid and the number of RoIs.
+constexpr size_t kMaxAxisTaps = size_t{1} << 18;
+
+// Channels one unit of forward_nchw computes together: they share the taps' weights, and
+// their sums are independent chains the CPU overlaps.
+constexpr int64_t kChannelsPerUnit = 8;
+
+// out[k, c0 .. c0 + n) of RoI r of `tables`, n <= kChannelsPerUnit.
+template <int n, typename scalar_t, typename T>
+inline void forward_nchw_unit(const AxisTables<T>& tables, const ForwardArgs<scalar_t, T>& args, int64_t r,
+                              int64_t c0, scalar_t* output) {
+  const LevelTable<T>& lv = args.levels;
+  const int64_t PH = args.pool.pooled_height;
+  const int64_t PW = args.pool.pooled_width;
+  const int64_t num_bins = PH * PW;
+  const AxisTap<T>* taps = tables.taps.data();
+  const int lvl = tables.level[r];
+  const scalar_t* planes[n];
+  scalar_t* out[n];
+  for (int i = 0; i < n; ++i) {
+    planes[i] = args.features[lvl] + tables.base[r] + (c0 + i) * lv.stride_c[lvl];
+    out[i] = output + (tables.index[r] * lv.channels + c0 + i) * num_bins;
+  }
+  const int64_t* rows = tables.rows.data() + r * (PH + 1);
+  const int64_t* columns = tables.columns.data() + r * (PW + 1);
+  const T divisor = tables.divisor[r];
+  for (int64_t ph = 0; ph < PH; ++ph) {
+    for (int64_t pw = 0; pw < PW; ++pw) {
+      T sum[n] = {};
+      for (const AxisTap<T>* y = taps + rows[ph]; y != taps + rows[ph + 1]; ++y) {
+        for (const AxisTap<T>* x = taps + columns[pw]; x != taps + columns[pw + 1]; ++x) {
+          const T w0 = y->h * x->h;
+          const T w1 = y->h * x->l;
+          const T w2 = y->l * x->h;
+          const T w3 = y->l * x->l;
+          const int64_t o0 = y->low + x->low;
+          const int64_t o1 = y->low + x->high;
+          const int64_t o2 = y->high + x->low;
+          const int64_t o3 = y->high + x->high;
+          for (int i = 0; i < n; ++i) {
+            const scalar_t* p = planes[i];
+            sum[i] += w0 * static_cast<T>(p[o0]) + w1 * static_cast<T>(p[o1]) + w2 * static_cast<T>(p[o2]) +
+                w3 * static_cast<T>(p[o3]);
+          }
+        }
+      }
+      for (int i = 0; i < n; ++i) {
+        out[i][ph * PW + pw] = static_cast<scalar_t>(sum[i] / divisor);
+      }
+    }
+  }
+}
+
+// out[k, c] for the RoIs of `tables` and every channel, in parallel over (channel group, RoI).
+template <typename scalar_t, typename T>
+void forward_nchw(const AxisTables<T>& tables, const ForwardArgs<scalar_t, T>& args, scalar_t* output) {
+  const int64_t channels = args.levels.channels;
+  const int64_t groups = (channels + kChannelsPerUnit - 1) / kChannelsPerUnit;
+  const int64_t count = static_cast<int64_t>(tables.index.size());
+  // Consecutive units share a channel group: a thread's range walks a few planes, each while
+  // it is in cache, RoI after RoI.
+  at::parallel_for(0, groups * count, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const int64_t c0 = unit / count * kChannelsPerUnit;
+      const int64_t r = unit % count;
+      switch (std::min(channels - c0, kChannelsPerUnit)) {
+        case 8:
+          forward_nchw_unit<8>(tables, args, r, c0, output);
+          break;
+        case 7:
+          forward_nchw_unit<7>(tables, args, r, c0, output);
+          break;
+        case 6:
+          forward_nchw_unit<6>(tables, args, r, c0, output);
+          break;
+        case 5:
+          forward_nchw_unit<5>(tables, args, r, c0, output);
+          break;
+        case 4:
+          forward_nchw_unit<4>(tables, args, r, c0, output);
+          break;
+        case 3:
+          forward_nchw_unit<3>(tables, args, r, c0, output);
+          break;
+        case 2:
+          forward_nchw_unit<2>(tables, args, r, c0, output);
+          break;
+        default:
+          forward_nchw_unit<1>(tables, args, r, c0, output);
+      }
+    }
+  });
+}
+
 template <typename scalar_t, typename T>
 void forward_impl(const ForwardArgs<scalar_t, T>& args, int64_t num_rois, scalar_t* output) {
   const LevelTable<T>& lv = args.levels;
@@ -208,17 +334,32 @@ void forward_impl(const ForwardArgs<scalar_t, T>& args, int64_t num_rois, scalar
         std::fill(out_k, out_k + roi_size, static_cast<scalar_t>(0));
         continue;
       }
+      if (!is_nhwc(lv, level)) {
+        continue;  // forward_nchw below
+      }
       const scalar_t* base = args.features[level] + batch * lv.stride_n[level];
       rt.start(roi, level, lv, args.pool);
       while (rt.next(level, lv, args.pool)) {
-        if (is_nhwc(lv, level)) {
-          forward_roi_nhwc(rt, base, lv, num_bins, out_k);
-        } else {
-          forward_roi_nchw(rt, base, lv, level, num_bins, out_k);
-        }
+        forward_roi_nhwc(rt, base, lv, num_bins, out_k);
       }
     }
   });
+  AxisTables<T> tables;
+  for (int64_t k = 0; k < num_rois; ++k) {
+    const T* roi = args.rois + k * 5;
+    const int level = level_of_box(roi + 1, lv);
+    const int64_t batch = batch_of_roi(roi, lv.batch);
+    if (level >= 0 && batch >= 0 && !is_nhwc(lv, level)) {
+      tables.add(k, roi, level, batch, lv, args.pool);
+      if (tables.taps.size() >= kMaxAxisTaps) {
+        forward_nchw(tables, args, output);
+        tables.clear();
+      }
+    }
+  }
+  if (!tables.index.empty()) {
+    forward_nchw(tables, args, output);
+  }
 }
 
 // RoI indices grouped by (level, image), each group in input order.

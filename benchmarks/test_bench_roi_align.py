@@ -20,7 +20,8 @@ forward, 2.7 s forward+backward, 0.60 s multi-level 7x7, 0.15 s multi-level 14x1
 Missed on this 2-core AVX2 CPU when written (the run fails on them; issue 14 is the work to
 meet them): every NCHW forward row (single-level ~6x, multi-level 1000 RoIs ~4.9x, 100 RoIs
 ~5.6x, since NCHW levels are read in place, channel-major, instead of converted to channels-last
-first: that was ~5x, 2-5x, ~2x) and the NCHW multi-level forward+backward rows (~3-4.5x). Near their targets, passing or failing from run to run on
+first: that was ~5x, 2-5x, ~2x) and the NCHW multi-level forward+backward rows (~3-4.5x).
+Near their targets, passing or failing from run to run on
 this shared machine: NCHW single-level forward+backward (4-8x) and channels-last multi-level
 forward at 1000 RoIs (6-12x).
 """

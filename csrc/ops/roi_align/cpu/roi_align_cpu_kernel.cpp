@@ -289,30 +289,12 @@ void forward_nchw(const AxisTables<T>& tables, const ForwardArgs<scalar_t, T>& a
     for (int64_t unit = begin; unit < end; ++unit) {
       const int64_t c0 = unit / count * kChannelsPerUnit;
       const int64_t r = unit % count;
-      switch (std::min(channels - c0, kChannelsPerUnit)) {
-        case 8:
-          forward_nchw_unit<8>(tables, args, r, c0, output);
-          break;
-        case 7:
-          forward_nchw_unit<7>(tables, args, r, c0, output);
-          break;
-        case 6:
-          forward_nchw_unit<6>(tables, args, r, c0, output);
-          break;
-        case 5:
-          forward_nchw_unit<5>(tables, args, r, c0, output);
-          break;
-        case 4:
-          forward_nchw_unit<4>(tables, args, r, c0, output);
-          break;
-        case 3:
-          forward_nchw_unit<3>(tables, args, r, c0, output);
-          break;
-        case 2:
-          forward_nchw_unit<2>(tables, args, r, c0, output);
-          break;
-        default:
-          forward_nchw_unit<1>(tables, args, r, c0, output);
+      if (channels - c0 >= kChannelsPerUnit) {
+        forward_nchw_unit<kChannelsPerUnit>(tables, args, r, c0, output);
+      } else {
+        for (int64_t c = c0; c < channels; ++c) {  // the last, partial group
+          forward_nchw_unit<1>(tables, args, r, c, output);
+        }
       }
     }
   });

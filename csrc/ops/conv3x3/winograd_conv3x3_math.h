@@ -84,6 +84,51 @@ HOST_DEVICE_INLINE void output_transform(const T* m, T* y) {
   }
 }
 
+// The weight gradient runs the same algorithm backwards. With M[xi] = sum over input channels
+// of U[xi] V[xi] and Y = A^T M A, the gradient of U (for one output and one input channel) is
+// the sum over tiles of (A dY A^T) * (B^T d B), and the filter's gradient is G^T dU G: the
+// adjoints of output_transform and filter_transform, below. The sums over tiles are 16 matrix
+// products again (Cout x tiles times tiles x Cin).
+
+// w = A dy A^T: a tile's 2x2 output gradient dy spread over the 16 transformed positions (the
+// adjoint of output_transform).
+template <typename T>
+HOST_DEVICE_INLINE void output_gradient_transform(const T* dy, T* w) {
+  T s[4 * 2];
+  for (int c = 0; c < 2; ++c) {  // columns of A dy
+    s[0 * 2 + c] = dy[0 * 2 + c];
+    s[1 * 2 + c] = dy[0 * 2 + c] + dy[1 * 2 + c];
+    s[2 * 2 + c] = dy[0 * 2 + c] - dy[1 * 2 + c];
+    s[3 * 2 + c] = T(0.0f) - dy[1 * 2 + c];
+  }
+  for (int r = 0; r < 4; ++r) {  // rows of (A dy) A^T
+    w[r * 4 + 0] = s[r * 2 + 0];
+    w[r * 4 + 1] = s[r * 2 + 0] + s[r * 2 + 1];
+    w[r * 4 + 2] = s[r * 2 + 0] - s[r * 2 + 1];
+    w[r * 4 + 3] = T(0.0f) - s[r * 2 + 1];
+  }
+}
+
+// dg = G^T du G: the 3x3 filter gradient from the gradient of its 16 transformed elements
+// (the adjoint of filter_transform).
+template <typename T>
+HOST_DEVICE_INLINE void filter_gradient_transform(const T* du, T* dg) {
+  const T half(0.5f);
+  T s[3 * 4];
+  for (int c = 0; c < 4; ++c) {  // columns of G^T du
+    const T mid = (du[1 * 4 + c] + du[2 * 4 + c]) * half;
+    s[0 * 4 + c] = du[0 * 4 + c] + mid;
+    s[1 * 4 + c] = (du[1 * 4 + c] - du[2 * 4 + c]) * half;
+    s[2 * 4 + c] = mid + du[3 * 4 + c];
+  }
+  for (int r = 0; r < 3; ++r) {  // rows of (G^T du) G
+    const T mid = (s[r * 4 + 1] + s[r * 4 + 2]) * half;
+    dg[r * 3 + 0] = s[r * 4 + 0] + mid;
+    dg[r * 3 + 1] = (s[r * 4 + 1] - s[r * 4 + 2]) * half;
+    dg[r * 3 + 2] = mid + s[r * 4 + 3];
+  }
+}
+
 // The tiles of an H x W map: ceil(H / 2) x ceil(W / 2). Tile (ty, tx) reads input rows
 // 2 ty - 1 ... 2 ty + 2 (columns likewise; outside the map is the zero padding) and writes
 // output rows 2 ty, 2 ty + 1 (those inside the map).

@@ -6,10 +6,13 @@
 // convolution: it is the reference precision, and Winograd's transforms would only lose digits
 // there. Stride 2 runs ATen's convolution (Winograd F(2x2, 3x3) is a stride-1 algorithm).
 // Input gradient at stride 1: the same convolution of the output gradient with the flipped,
-// transposed filters, so it runs the forward kernels too. Weight gradient: ATen's.
+// transposed filters, so it runs the forward kernels too. Weight gradient at stride 1 (float32;
+// float16 and bfloat16 in float32): Winograd backwards (winograd_conv3x3_math.h), the 16 products
+// summed over tiles by ATen's batched GEMM; ATen's convolution_backward at stride 2 and in float64.
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/bmm.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
@@ -32,16 +35,14 @@ using winograd_conv3x3::kTileElements;
 using winograd_conv3x3::panels_of;
 using winograd_conv3x3::tiles_along;
 
-// U[16][panels][Cin][16] from weight [Cout, Cin, 3, 3] float.
-at::Tensor transform_filter(const at::Tensor& weight) {
+// U[16][panels][Cin][16] from weight [Cout, Cin, 3, 3] float (any strides), its filters rotated
+// by 180° if `flip`.
+at::Tensor transform_filter(const at::Tensor& weight, bool flip) {
   const int64_t out_channels = weight.size(0);
   const int64_t in_channels = weight.size(1);
-  // The kernel reads each 3x3 filter as 9 consecutive floats.
-  const bool filters_contiguous = weight.stride(3) == 1 && weight.stride(2) == 3;
-  const at::Tensor filters = filters_contiguous ? weight : weight.contiguous();
   const auto shape = {int64_t{kTileElements}, panels_of(out_channels), in_channels, kPanel};
   at::Tensor packed = out_channels % kPanel == 0 ? at::empty(shape, weight.options()) : at::zeros(shape, weight.options());
-  MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, transform_filter_kernel, filters, packed);
+  MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, transform_filter_kernel, weight, flip, packed);
   return packed;
 }
 
@@ -64,8 +65,9 @@ int64_t tiles_per_chunk(int64_t tiles, int64_t in_channels, int64_t out_channels
   return (chunk + kRowsPerMicroTile - 1) / kRowsPerMicroTile * kRowsPerMicroTile;
 }
 
+// The convolution with `weight`'s filters, rotated by 180° if `flip`.
 at::Tensor forward_float(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                         bool relu) {
+                         bool relu, bool flip) {
   at::Tensor output = empty_output(input, weight, 1);
   if (output.numel() == 0) {
     return output;
@@ -75,7 +77,7 @@ at::Tensor forward_float(const at::Tensor& input, const at::Tensor& weight, cons
   }
   // The kernel reads channels contiguous, with any strides of N, H and W.
   const at::Tensor x = input.stride(1) == 1 ? input : input.contiguous(at::MemoryFormat::ChannelsLast);
-  const at::Tensor packed = transform_filter(weight);
+  const at::Tensor packed = transform_filter(weight, flip);
   std::optional<at::Tensor> b;
   if (bias.has_value()) {
     b = bias->contiguous();
@@ -93,17 +95,70 @@ bool runs_winograd(const at::Tensor& input, int64_t stride) {
 }
 
 at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                            bool relu) {
+                            bool relu, bool flip = false) {
   if (input.scalar_type() == at::kFloat) {
-    return forward_float(input, weight, bias, relu);
+    return forward_float(input, weight, bias, relu, flip);
   }
   std::optional<at::Tensor> bias_float;
   if (bias.has_value()) {
     bias_float = bias->to(at::kFloat);
   }
   const at::Tensor x = input.to(at::kFloat, /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::ChannelsLast);
-  return forward_float(x, weight.to(at::kFloat), bias_float, relu)
+  return forward_float(x, weight.to(at::kFloat), bias_float, relu, flip)
       .to(input.scalar_type(), /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::ChannelsLast);
+}
+
+// Tiles per chunk of the weight gradient: the chunk's transformed inputs and output gradients
+// (16 x tiles x (Cin + Cout) floats) take at most ~8 MiB, and each chunk's batched GEMM sums
+// over as many tiles as that allows (at least 64).
+int64_t weight_gradient_chunk(int64_t tiles, int64_t in_channels, int64_t out_channels) {
+  constexpr int64_t kBufferFloats = 2 * 1024 * 1024;
+  const int64_t per_tile = kTileElements * (in_channels + out_channels + 16);
+  return std::min(tiles, std::max<int64_t>(64, kBufferFloats / per_tile));
+}
+
+std::tuple<at::Tensor, at::Tensor> backward_weight_float(const at::Tensor& grad, const at::Tensor& input) {
+  const int64_t out_channels = grad.size(1);
+  const int64_t in_channels = input.size(1);
+  at::Tensor grad_bias = grad.sum({0, 2, 3});
+  const int64_t tiles = input.size(0) * tiles_along(input.size(2)) * tiles_along(input.size(3));
+  if (tiles == 0 || in_channels == 0 || out_channels == 0) {
+    return {at::zeros({out_channels, in_channels, 3, 3}, grad.options()), grad_bias};
+  }
+  // The kernels read channels contiguous, with any strides of N, H and W.
+  const at::Tensor x = input.stride(1) == 1 ? input : input.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor dy = grad.stride(1) == 1 ? grad : grad.contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t chunk = weight_gradient_chunk(tiles, in_channels, out_channels);
+  // Rows padded to whole 8-float vectors: the transforms store whole vectors.
+  auto row_floats = [](int64_t channels) { return (channels + 7) / 8 * 8; };
+  at::Tensor v = at::empty({kTileElements, chunk, row_floats(in_channels)}, grad.options());
+  at::Tensor w = at::empty({kTileElements, chunk, row_floats(out_channels)}, grad.options());
+  at::Tensor grad_u = at::empty({kTileElements, out_channels, in_channels}, grad.options());
+  for (int64_t first = 0; first < tiles; first += chunk) {
+    const int64_t count = std::min(chunk, tiles - first);
+    MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, transform_tiles_kernel, x, dy, first, count, v, w);
+    const at::Tensor w_t = w.narrow(1, 0, count).narrow(2, 0, out_channels).transpose(1, 2);
+    const at::Tensor v_c = v.narrow(1, 0, count).narrow(2, 0, in_channels);
+    if (first == 0) {
+      at::bmm_out(grad_u, w_t, v_c);
+    } else {
+      grad_u.baddbmm_(w_t, v_c);
+    }
+  }
+  at::Tensor grad_weight = at::empty({out_channels, in_channels, 3, 3}, grad.options());
+  MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, filter_gradient_kernel, grad_u, grad_weight);
+  return {grad_weight, grad_bias};
+}
+
+std::tuple<at::Tensor, at::Tensor> winograd_backward_weight(const at::Tensor& grad, const at::Tensor& input) {
+  if (grad.scalar_type() == at::kFloat) {
+    return backward_weight_float(grad, input);
+  }
+  const auto to_float = [](const at::Tensor& t) {
+    return t.to(at::kFloat, /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::ChannelsLast);
+  };
+  auto [grad_weight, grad_bias] = backward_weight_float(to_float(grad), to_float(input));
+  return {grad_weight.to(grad.scalar_type()), grad_bias.to(grad.scalar_type())};
 }
 
 at::Tensor conv3x3_cpu(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
@@ -144,9 +199,8 @@ at::Tensor conv3x3_backward_input_cpu(const at::Tensor& grad, const at::Tensor& 
       op, ": expected grad [N, Cout, ", output_size(height, stride), ", ", output_size(width, stride),
       "] for an input of ", height, "x", width, " at stride ", stride, ", got shape ", grad.sizes());
   if (runs_winograd(grad, stride)) {
-    // [Cin, Cout, 3, 3] whose 3x3 filters are each contiguous: what the filter transform reads.
-    const at::Tensor flipped = weight.flip({2, 3}).transpose(0, 1);
-    return winograd_forward(grad, flipped, std::nullopt, /*relu=*/false);
+    // The transposed filters [Cin, Cout, 3, 3] (a view), rotated by the filter transform.
+    return winograd_forward(grad, weight.transpose(0, 1), std::nullopt, /*relu=*/false, /*flip=*/true);
   }
   return aten_backward_input(grad, weight, stride, height, width);
 }
@@ -161,6 +215,9 @@ std::tuple<at::Tensor, at::Tensor> conv3x3_backward_weight_cpu(const at::Tensor&
       op, ": expected grad [", input.size(0), ", Cout, ", output_size(input.size(2), stride), ", ",
       output_size(input.size(3), stride), "] for input ", input.sizes(), " at stride ", stride, ", got shape ",
       grad.sizes());
+  if (runs_winograd(grad, stride)) {
+    return winograd_backward_weight(grad, input);
+  }
   return aten_backward_weight(grad, input, stride);
 }
 

@@ -127,10 +127,9 @@ int64_t plane_stride(int64_t count, int64_t ld) {
   return count * ld + kPlanePad;
 }
 
-// V[xi][t][:] for the tiles [first, first + count).
+// V[xi][t][:] (planes `plane` floats apart, rows in_ld) for the tiles [first, first + count).
 void transform_inputs(const Geometry& g, const float* input, const float* zeros, int64_t first, int64_t count,
-                      float* v) {
-  const int64_t plane = plane_stride(count, g.in_ld);
+                      int64_t plane, float* v) {
   const int64_t channels = g.in_channels;
   for (int64_t t = 0; t < count; ++t) {
     const int64_t tile = first + t;
@@ -226,14 +225,84 @@ void transform_outputs(const Geometry& g, const float* m, const float* bias, boo
   }
 }
 
+// W[xi][t][:] = (A dy A^T)[xi] (planes `plane` floats apart, rows `ld`) for the tiles
+// [first, first + count): each tile's 2x2 block of the output gradient, zero outside the map.
+void transform_output_gradients(const Geometry& g, const float* grad, const float* zeros, int64_t first,
+                                int64_t count, int64_t plane, int64_t ld, float* w) {
+  const int64_t channels = g.out_channels;
+  for (int64_t t = 0; t < count; ++t) {
+    const int64_t tile = first + t;
+    const int64_t n = tile / g.tiles_per_image;
+    const int64_t ty = (tile % g.tiles_per_image) / g.tiles_w;
+    const int64_t tx = tile % g.tiles_w;
+    const float* src[kTileOut * kTileOut];
+    for (int i = 0; i < kTileOut; ++i) {
+      const int64_t y = ty * kTileOut + i;
+      for (int j = 0; j < kTileOut; ++j) {
+        const int64_t x = tx * kTileOut + j;
+        src[i * kTileOut + j] =
+            (y < g.height && x < g.width) ? grad + n * g.out_sn + y * g.out_sh + x * g.out_sw : zeros;
+      }
+    }
+    float* dst = w + t * ld;
+    Vec dy[kTileOut * kTileOut];
+    Vec out[kTileElements];
+    for (int64_t c = 0; c < channels; c += kV) {
+      const int64_t lanes = std::min<int64_t>(kV, channels - c);
+      for (int q = 0; q < kTileOut * kTileOut; ++q) {
+        dy[q] = Vec::loadu(src[q] + c, lanes);
+      }
+      output_gradient_transform(dy, out);
+      for (int e = 0; e < kTileElements; ++e) {  // whole vectors: rows are padded to ld
+        out[e].store(dst + e * plane + c);
+      }
+    }
+  }
+}
+
+// The sizes and strides of a stride-1 convolution of `input` with `out_channels` outputs laid
+// out with `out` strides (N, C, H, W).
+Geometry make_geometry(const at::Tensor& input, int64_t out_channels, at::IntArrayRef out) {
+  Geometry g{};
+  g.in_channels = input.size(1);
+  g.out_channels = out_channels;
+  g.height = input.size(2);
+  g.width = input.size(3);
+  g.tiles_h = tiles_along(g.height);
+  g.tiles_w = tiles_along(g.width);
+  g.tiles_per_image = g.tiles_h * g.tiles_w;
+  g.in_ld = round_up(g.in_channels, kV);
+  g.panels = panels_of(g.out_channels);
+  g.out_ld = g.panels * kPanel;
+  g.in_sn = input.stride(0);
+  g.in_sh = input.stride(2);
+  g.in_sw = input.stride(3);
+  g.out_sn = out[0];
+  g.out_sh = out[2];
+  g.out_sw = out[3];
+  return g;
+}
+
 }  // namespace
 
-void transform_filter_kernel(const at::Tensor& weight, at::Tensor& packed) {
+void transform_filter_kernel(const at::Tensor& weight, bool flip, at::Tensor& packed) {
   const int64_t out_channels = weight.size(0);
   const int64_t in_channels = weight.size(1);
   const int64_t panels = panels_of(out_channels);
   const int64_t stride_out = weight.stride(0);
   const int64_t stride_in = weight.stride(1);
+  // Offsets of the 9 taps, row-major; the k-th tap transformed is tap 8 - k where `flip` (the
+  // filter rotated by 180°).
+  int64_t tap_offset[9];
+  for (int k = 0; k < 9; ++k) {
+    tap_offset[k] = (k / 3) * weight.stride(2) + (k % 3) * weight.stride(3);
+  }
+  auto read = [flip](int k) { return flip ? 8 - k : k; };
+  // How a block's taps are read: each 3x3 filter 9 consecutive floats (a contiguous weight, or
+  // its transpose) are transposed 8x8 at a time; output channels 1 apart (a transposed
+  // channels-last weight) are loaded as vectors; other strides are gathered.
+  const bool filters_contiguous = weight.stride(3) == 1 && weight.stride(2) == 3;
+  const bool channels_adjacent = stride_out == 1;
   const float* w = weight.const_data_ptr<float>();
   float* u = packed.mutable_data_ptr<float>();
   const int64_t blocks = (out_channels + kV - 1) / kV;
@@ -249,21 +318,27 @@ void transform_filter_kernel(const at::Tensor& weight, at::Tensor& packed) {
       float* dst = u + ((co / kPanel) * in_channels) * kPanel + co % kPanel;
       for (int64_t ci = 0; ci < in_channels; ++ci) {
         const float* src = w + co * stride_out + ci * stride_in;
-        if (lanes == kV) {
-          at::vec::transpose_mxn<float, kV, kV>(src, stride_out, taps, kV);  // taps 0-7
-          for (int64_t l = 0; l < kV; ++l) {
-            taps[8 * kV + l] = src[l * stride_out + 8];
+        if (channels_adjacent) {
+          for (int k = 0; k < 9; ++k) {
+            g[k] = Vec::loadu(src + tap_offset[read(k)], lanes);
           }
         } else {
-          std::fill(taps, taps + 9 * kV, 0.0f);
-          for (int64_t l = 0; l < lanes; ++l) {
-            for (int k = 0; k < 9; ++k) {
-              taps[k * kV + l] = src[l * stride_out + k];
+          if (filters_contiguous && lanes == kV) {
+            at::vec::transpose_mxn<float, kV, kV>(src, stride_out, taps, kV);  // taps 0-7
+            for (int64_t l = 0; l < kV; ++l) {
+              taps[8 * kV + l] = src[l * stride_out + 8];
+            }
+          } else {
+            std::fill(taps, taps + 9 * kV, 0.0f);
+            for (int64_t l = 0; l < lanes; ++l) {
+              for (int k = 0; k < 9; ++k) {
+                taps[k * kV + l] = src[l * stride_out + tap_offset[k]];
+              }
             }
           }
-        }
-        for (int k = 0; k < 9; ++k) {
-          g[k] = Vec::loadu(taps + k * kV);
+          for (int k = 0; k < 9; ++k) {
+            g[k] = Vec::loadu(taps + read(k) * kV);
+          }
         }
         filter_transform(g, out);
         for (int xi = 0; xi < kTileElements; ++xi) {
@@ -276,23 +351,7 @@ void transform_filter_kernel(const at::Tensor& weight, at::Tensor& packed) {
 
 void forward_kernel(const at::Tensor& input, const at::Tensor& packed, const std::optional<at::Tensor>& bias,
                     bool relu, int64_t tiles_per_chunk, at::Tensor& output) {
-  Geometry g{};
-  g.in_channels = input.size(1);
-  g.out_channels = output.size(1);
-  g.height = input.size(2);
-  g.width = input.size(3);
-  g.tiles_h = tiles_along(g.height);
-  g.tiles_w = tiles_along(g.width);
-  g.tiles_per_image = g.tiles_h * g.tiles_w;
-  g.in_ld = round_up(g.in_channels, kV);
-  g.panels = panels_of(g.out_channels);
-  g.out_ld = g.panels * kPanel;
-  g.in_sn = input.stride(0);
-  g.in_sh = input.stride(2);
-  g.in_sw = input.stride(3);
-  g.out_sn = output.stride(0);
-  g.out_sh = output.stride(2);
-  g.out_sw = output.stride(3);
+  const Geometry g = make_geometry(input, output.size(1), output.strides());
 
   const int64_t tiles = input.size(0) * g.tiles_per_image;
   const int64_t chunks = (tiles + tiles_per_chunk - 1) / tiles_per_chunk;
@@ -310,9 +369,63 @@ void forward_kernel(const at::Tensor& input, const at::Tensor& packed, const std
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       const int64_t first = chunk * tiles_per_chunk;
       const int64_t count = std::min(tiles_per_chunk, tiles - first);
-      transform_inputs(g, in, zeros.data, first, count, v.data);
+      transform_inputs(g, in, zeros.data, first, count, plane_stride(count, g.in_ld), v.data);
       multiply(g, v.data, u, count, m.data);
       transform_outputs(g, m.data, b, relu, sink.data, first, count, out);
+    }
+  });
+}
+
+void transform_tiles_kernel(const at::Tensor& input, const at::Tensor& grad, int64_t first, int64_t count,
+                            at::Tensor& v, at::Tensor& w) {
+  const Geometry g = make_geometry(input, grad.size(1), grad.strides());
+  TORCH_INTERNAL_ASSERT(v.stride(1) % kV == 0 && w.stride(1) % kV == 0 && v.stride(2) == 1 && w.stride(2) == 1);
+  const float* in = input.const_data_ptr<float>();
+  const float* dy = grad.const_data_ptr<float>();
+  float* v_data = v.mutable_data_ptr<float>();
+  float* w_data = w.mutable_data_ptr<float>();
+  const int64_t v_plane = v.stride(0), v_ld = v.stride(1);
+  const int64_t w_plane = w.stride(0), w_ld = w.stride(1);
+  TORCH_INTERNAL_ASSERT(v_ld >= g.in_ld && w_ld >= round_up(g.out_channels, kV));
+  const int64_t grain = std::max<int64_t>(1, 4096 / (g.in_ld + w_ld));
+  at::parallel_for(0, count, grain, [&](int64_t begin, int64_t end) {
+    Scratch zeros(std::max(g.in_ld, w_ld));
+    std::fill(zeros.data, zeros.data + std::max(g.in_ld, w_ld), 0.0f);
+    Geometry rows = g;
+    rows.in_ld = v_ld;
+    transform_inputs(rows, in, zeros.data, first + begin, end - begin, v_plane, v_data + begin * v_ld);
+    transform_output_gradients(g, dy, zeros.data, first + begin, end - begin, w_plane, w_ld, w_data + begin * w_ld);
+  });
+}
+
+void filter_gradient_kernel(const at::Tensor& grad_u, at::Tensor& grad_weight) {
+  const int64_t out_channels = grad_u.size(1);
+  const int64_t in_channels = grad_u.size(2);
+  const int64_t plane = out_channels * in_channels;
+  const float* du = grad_u.const_data_ptr<float>();
+  float* dw = grad_weight.mutable_data_ptr<float>();
+  at::parallel_for(0, out_channels, 1, [&](int64_t begin, int64_t end) {
+    Vec in[kTileElements];
+    Vec out[9];
+    alignas(64) float taps[9 * kV];
+    for (int64_t co = begin; co < end; ++co) {
+      for (int64_t ci = 0; ci < in_channels; ci += kV) {
+        const int64_t lanes = std::min<int64_t>(kV, in_channels - ci);
+        const float* src = du + co * in_channels + ci;
+        for (int e = 0; e < kTileElements; ++e) {
+          in[e] = Vec::loadu(src + e * plane, lanes);
+        }
+        filter_gradient_transform(in, out);
+        for (int k = 0; k < 9; ++k) {
+          out[k].store(taps + k * kV);
+        }
+        float* dst = dw + (co * in_channels + ci) * 9;
+        for (int64_t l = 0; l < lanes; ++l) {
+          for (int k = 0; k < 9; ++k) {
+            dst[l * 9 + k] = taps[k * kV + l];
+          }
+        }
+      }
     }
   });
 }

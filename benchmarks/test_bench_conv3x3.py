@@ -12,9 +12,13 @@ oneDNN's fastest) and both write channels-last outputs. Cases:
 * input gradients (the training backward: msrcnn::_conv3x3_backward_input, at stride 1 the
   Winograd convolution of the output gradient with the flipped, transposed filters) on the head
   and C2/C4 shapes; baseline torch.nn.grad.conv2d_input;
-* the op forward + backward (ops.conv3x3 with relu: Winograd forward and input gradient, ATen
-  weight gradient) on the MaskIoU head's first layer; baseline F.conv2d + relu and ATen's
-  autograd (what ``Conv3x3(exact_aten=True)`` runs);
+* weight gradients (msrcnn::_conv3x3_backward_weight, at stride 1 Winograd run backwards) on
+  the head, C2/C4 and the demo's C5 (2 images of 7x7) shapes; baseline
+  torch.nn.grad.conv2d_weight on the same channels-last tensors. No target (issue 14 states none
+  for this op; the training step's A/B is in its closing note): reported only;
+* the op forward + backward (ops.conv3x3 with relu: Winograd forward and both gradients) on the
+  MaskIoU head's first layer; baseline F.conv2d + relu and ATen's autograd (what
+  ``Conv3x3(exact_aten=True)`` runs);
 * whole backbones (resnet_fpn_backbone, frozen BN folded, as the model factory builds them:
   ``Conv3x3.convert`` then ``fold_frozen_batchnorm``, 3x3 filters contiguous), forward at
   1x3x608x800 (R-18) and 1x3x800x1088 (R-50); baseline the same backbone with its frozen BN
@@ -124,6 +128,37 @@ def test_cpu_winograd_input_gradient(benchmark, case, impl):
     assert result.shape == (n, c_in, h, w)
 
 
+# name: (N, Cin, Cout, H, W): the gradient of a Cin -> Cout conv's weight.
+WEIGHT_GRAD = {
+    "head 100 RoIs 257->256 14x14": (100, 257, 256, 14, 14),
+    "C2 64->64 152x200": (1, 64, 64, 152, 200),
+    "C4 256->256 38x50": (1, 256, 256, 38, 50),
+    "demo C5 2 x 512->512 7x7": (2, 512, 512, 7, 7),
+}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", list(WEIGHT_GRAD))
+def test_cpu_winograd_weight_gradient(benchmark, case, impl):
+    n, c_in, c_out, h, w = WEIGHT_GRAD[case]
+    x, _, _ = make_case(n, c_in, c_out, h, w)
+    grad = torch.randn(n, c_out, h, w).contiguous(memory_format=torch.channels_last)
+
+    def onednn():
+        return torch.nn.grad.conv2d_weight(x, (c_out, c_in, 3, 3), grad, 1, 1)
+
+    def ours():
+        return torch.ops.msrcnn._conv3x3_backward_weight(grad, x, 1)[0]
+
+    fn = onednn if impl == BASELINE else ours
+    if impl == OURS:
+        expected = onednn()
+        assert_close(ours(), expected, scale=expected.abs().max().item())
+    group = f"msrcnn::_conv3x3_backward_weight CPU Winograd vs oneDNN: {case}"
+    result = measure(benchmark, fn, impl=impl, group=group)
+    assert result.shape == (c_out, c_in, 3, 3)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_cpu_op_forward_backward(benchmark, impl):
     """One MaskIoU-head layer in training: 100 RoIs, 257 -> 256, forward + all three gradients."""
@@ -171,7 +206,7 @@ def test_cpu_backbone_forward(benchmark, case, impl):
         baseline = copy.deepcopy(model)
         fold_frozen_batchnorm(baseline)
         Conv3x3.convert(model)
-        with torch.no_grad():  # the Winograd kernel reads each 3x3 filter as 9 consecutive floats
+        with torch.no_grad():  # the filter transform's fastest read: each 3x3 filter contiguous
             for module in model.modules():
                 if isinstance(module, Conv3x3):
                     module.weight.data = module.weight.data.contiguous()

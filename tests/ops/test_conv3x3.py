@@ -4,7 +4,9 @@ module, against F.conv2d (+ ReLU) in float64.
 The CPU kernels: Winograd F(2x2, 3x3) at stride 1 in float32 (float16 and bfloat16 computed in
 float32, rounded once), ATen's convolution at stride 2 and in float64. The backward ops: the
 input gradient at stride 1 runs the same Winograd kernels (the convolution of the output
-gradient with the flipped, transposed filters), ATen's otherwise; the weight gradient is ATen's.
+gradient with the flipped, transposed filters), ATen's otherwise; the weight gradient at stride
+1 runs Winograd backwards (the adjoint transforms around a batched GEMM over tiles), ATen's
+otherwise.
 (The CUDA kernels, Triton, are tested under the Triton interpreter in tests/kernels/test_conv3x3.py.)
 
 Tolerance (float32 Winograd). Winograd computes each output from transformed terms:
@@ -294,7 +296,8 @@ def test_float64_is_aten(stride):
 )
 def test_kernel_choice(monkeypatch, stride, dtype, aten_forward):
     """Which CPU kernel runs: ATen's convolution inside msrcnn::conv3x3 only at stride 2 and in
-    float64; the input gradient (frozen weight) likewise; the weight gradient always ATen's.
+    float64; the input gradient (frozen weight) and the weight gradient (frozen input) likewise:
+    Winograd (its batched GEMM is aten::bmm) or ATen's convolution_backward.
     TRITON_INTERPRET does not matter: CPU tensors always take the C++ kernels."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     x, weight, bias = make_case(2, 9, 8, 6, 5, dtype=dtype, seed=4)
@@ -304,6 +307,11 @@ def test_kernel_choice(monkeypatch, stride, dtype, aten_forward):
     assert "msrcnn::_conv3x3_backward_weight" not in names  # frozen weight and bias
     assert ("aten::convolution" in names) == aten_forward
     assert ("aten::convolution_backward" in names) == aten_forward
+    leaf_weight = weight.clone().requires_grad_()
+    names = profiled_ops(lambda: ops.conv3x3(x, leaf_weight, bias, stride, relu=True).sum().backward())
+    assert "msrcnn::_conv3x3_backward_weight" in names and "msrcnn::_conv3x3_backward_input" not in names
+    assert ("aten::convolution_backward" in names) == aten_forward
+    assert ("aten::bmm" in names) != aten_forward
 
 
 # --- autograd and the backward ops ----------------------------------------------------------------
@@ -333,9 +341,35 @@ def test_float32_gradients_match_float64(cpu_capability, relu, stride):
     assert_channels_last(grad_input)  # (as computed: a leaf's .grad would take the leaf's layout)
     # The input gradient is a convolution of grad (RMS 1) with the flipped filters.
     assert_close_winograd(grad_input, ref[0].grad, grad, weight.transpose(0, 1))
-    # Weight and bias gradients are ATen's float32 sums over N Ho Wo pixels.
+    # Weight and bias gradients: float32 sums over N Ho Wo pixels (Winograd's at stride 1).
     torch.testing.assert_close(grad_weight.double(), ref[1].grad, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(grad_bias.double(), ref[2].grad, atol=1e-5, rtol=1e-5)
+
+
+def weight_gradient_scale(x, grad):
+    """sqrt(N Ho Wo) rms(x) rms(grad): the RMS of a weight gradient of random data."""
+    pixels = grad.size(0) * grad.size(2) * grad.size(3)
+    return pixels**0.5 * x.double().square().mean().sqrt().item() * grad.double().square().mean().sqrt().item()
+
+
+@pytest.mark.parametrize("kind", ["channels_last", "nhwc_slice", "strided"])
+@pytest.mark.parametrize(
+    "shape", SHAPES + [(2, 64, 64, 56, 56), (1, 16, 24, 150, 201)], ids=lambda s: "x".join(map(str, s))
+)
+def test_weight_gradient_matches_float64(cpu_capability, shape, kind):
+    """The Winograd weight gradient, G^T [sum over tiles of (A dy A^T) * (B^T d B)] G, against
+    float64. Its largest error measured over these shapes is 2-42 u * scale (scale: the RMS of
+    the gradient, weight_gradient_scale), growing slowly with the number of tiles (ATen's direct
+    float32 sums: 2-580 u, growing with the pixels): asserted <= 256 u * scale, as the forward."""
+    n, c_in, c_out, h, w = shape
+    x, _, _ = make_case(n, c_in, c_out, h, w, seed=sum(shape))
+    grad = torch.randn(n, c_out, h, w, generator=torch.Generator().manual_seed(7))
+    grad_weight, grad_bias = BACKWARD_WEIGHT(layout(grad, kind), layout(x, kind), 1)
+    assert grad_weight.is_contiguous() and grad_weight.shape == (c_out, c_in, 3, 3)
+    expected = torch.nn.grad.conv2d_weight(x.double(), (c_out, c_in, 3, 3), grad.double(), 1, 1)
+    error = (grad_weight.double() - expected).abs().max().item() / (U32 * weight_gradient_scale(x, grad))
+    assert error <= TOL_U, f"max error {error:.0f} u * scale"
+    torch.testing.assert_close(grad_bias.double(), grad.double().sum((0, 2, 3)), atol=1e-4, rtol=1e-5)
 
 
 def test_gradients_of_the_relu_follow_the_output():

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/cpu_capability.h"
+#include "ops/conv3x3/conv3x3_host.h"
 
 #ifdef MSRCNN_WITH_CUDA
 #include "common/cuda/build_info_cuda.h"
@@ -46,6 +47,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "The CPU capability the kernels use now ('default' or 'avx2').");
   m.def("max_cpu_capability", [] { return std::string(msrcnn::cpu_capability_name(msrcnn::max_cpu_capability())); },
         "The best CPU capability this CPU supports.");
+  m.def("_set_winograd_tile", &msrcnn::conv3x3::set_winograd_tile, py::arg("tile"),
+        "Forces the CPU conv3x3 kernels' Winograd tile: 2 (F(2x2, 3x3)), 4 (F(4x4, 3x3)) or 0 (by map size).");
+  m.def("_winograd_tile", &msrcnn::conv3x3::forced_winograd_tile, "The forced Winograd tile (0: by map size).");
   m.def("set_cpu_capability", &msrcnn::set_cpu_capability, py::arg("name"),
         "Selects the CPU kernels' capability: 'default' or 'avx2' (if the CPU has it).");
 }

@@ -1,5 +1,7 @@
 #include "ops/conv3x3/conv3x3_host.h"
 
+#include <atomic>
+
 #include <ATen/ops/conv2d.h>
 #include <ATen/ops/convolution_backward.h>
 #include <ATen/ops/empty.h>
@@ -117,6 +119,20 @@ std::tuple<at::Tensor, at::Tensor> aten_backward_weight(const at::Tensor& grad, 
   const auto grads = at::convolution_backward(
       g, x, weight, std::nullopt, {stride, stride}, {1, 1}, {1, 1}, false, {0, 0}, 1, {false, true, false});
   return {std::get<1>(grads).contiguous(), grad_bias};
+}
+
+namespace {
+std::atomic<int64_t> forced_tile{0};
+}  // namespace
+
+void set_winograd_tile(int64_t tile) {
+  TORCH_CHECK_VALUE(tile >= 0 && tile <= 4 && tile != 3,
+                    "msrcnn: Winograd tile must be 0 (by map size), 1 (direct GEMM), 2 or 4, got ", tile);
+  forced_tile.store(tile, std::memory_order_relaxed);
+}
+
+int64_t forced_winograd_tile() {
+  return forced_tile.load(std::memory_order_relaxed);
 }
 
 }  // namespace msrcnn::conv3x3

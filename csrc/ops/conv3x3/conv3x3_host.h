@@ -38,4 +38,10 @@ at::Tensor aten_backward_input(const at::Tensor& grad, const at::Tensor& weight,
 std::tuple<at::Tensor, at::Tensor> aten_backward_weight(const at::Tensor& grad, const at::Tensor& input,
                                                         int64_t stride);
 
+// The Winograd tile the CPU kernels use at stride 1: 0 (the default) lets each call choose by its
+// map size; 2 or 4 forces F(2x2, 3x3) or F(4x4, 3x3) everywhere (for tests and measurements).
+// Raises for any other value.
+void set_winograd_tile(int64_t tile);
+int64_t forced_winograd_tile();
+
 }  // namespace msrcnn::conv3x3

@@ -129,6 +129,169 @@ HOST_DEVICE_INLINE void filter_gradient_transform(const T* du, T* dg) {
   }
 }
 
+// --- F(4x4, 3x3) ------------------------------------------------------------------------------
+// A 4x4 block from a 6x6 patch: 36 products for 144 (2.25 per output against F(2x2, 3x3)'s 4),
+// and 2.25 transformed elements per output against 4: both the GEMMs and the transforms' memory
+// traffic shrink by 1.78x. The price is precision: the points 0, +-1, +-2 (1/4, 1/6, 1/12, 1/24
+// in G; up to 8 in A^T) make the transformed terms larger, so the float32 error is ~10x
+// F(2x2, 3x3)'s (tests/ops/test_conv3x3.py measures it).
+//
+//   B^T = | 4  0 -5  0  1  0 |   G = |  1/4     0     0  |   A^T = | 1  1  1  1  1  0 |
+//         | 0 -4 -4  1  1  0 |       | -1/6  -1/6  -1/6 |         | 0  1 -1  2 -2  0 |
+//         | 0  4 -4 -1  1  0 |       | -1/6   1/6  -1/6 |         | 0  1  1  4  4  0 |
+//         | 0 -2 -1  2  1  0 |       | 1/24  1/12   1/6 |         | 0  1 -1  8 -8  1 |
+//         | 0  2 -1 -2  1  0 |       | 1/24 -1/12   1/6 |
+//         | 0  4  0 -5  0  1 |       |   0     0     1  |
+//
+// Each 2-D transform is its 1-D transform applied to the columns, then to the rows.
+
+namespace f4 {
+
+constexpr int kTileOut = 4;
+constexpr int kTileIn = 6;
+constexpr int kTileElements = kTileIn * kTileIn;
+
+// out = M in for a 1-D transform M (Out x In) of In values `stride` apart.
+// B^T x (6 -> 6).
+template <typename T>
+HOST_DEVICE_INLINE void input_1d(const T* x, int sx, T* y, int sy) {
+  const T x0 = x[0], x1 = x[sx], x2 = x[2 * sx], x3 = x[3 * sx], x4 = x[4 * sx], x5 = x[5 * sx];
+  const T four(4.0f), five(5.0f), two(2.0f);
+  y[0] = four * x0 - five * x2 + x4;
+  y[sy] = x3 + x4 - four * (x1 + x2);
+  y[2 * sy] = four * (x1 - x2) + x4 - x3;
+  y[3 * sy] = two * (x3 - x1) + x4 - x2;
+  y[4 * sy] = two * (x1 - x3) + x4 - x2;
+  y[5 * sy] = four * x1 - five * x3 + x5;
+}
+
+// G g (3 -> 6).
+template <typename T>
+HOST_DEVICE_INLINE void filter_1d(const T* x, int sx, T* y, int sy) {
+  const T x0 = x[0], x1 = x[sx], x2 = x[2 * sx];
+  const T sixth(1.0f / 6.0f), quarter(0.25f), twelfth(1.0f / 12.0f), twenty_fourth(1.0f / 24.0f);
+  const T even = x0 + x2;
+  y[0] = quarter * x0;
+  y[sy] = T(0.0f) - sixth * (even + x1);
+  y[2 * sy] = sixth * (x1 - even);
+  const T a = twenty_fourth * x0 + sixth * x2;
+  y[3 * sy] = a + twelfth * x1;
+  y[4 * sy] = a - twelfth * x1;
+  y[5 * sy] = x2;
+}
+
+// A^T m (6 -> 4).
+template <typename T>
+HOST_DEVICE_INLINE void output_1d(const T* x, int sx, T* y, int sy) {
+  const T x0 = x[0], x1 = x[sx], x2 = x[2 * sx], x3 = x[3 * sx], x4 = x[4 * sx], x5 = x[5 * sx];
+  const T two(2.0f), four(4.0f), eight(8.0f);
+  const T s12 = x1 + x2, d12 = x1 - x2, s34 = x3 + x4, d34 = x3 - x4;
+  y[0] = x0 + s12 + s34;
+  y[sy] = d12 + two * d34;
+  y[2 * sy] = s12 + four * s34;
+  y[3 * sy] = d12 + eight * d34 + x5;
+}
+
+// A dy (4 -> 6): the adjoint of output_1d.
+template <typename T>
+HOST_DEVICE_INLINE void output_gradient_1d(const T* x, int sx, T* y, int sy) {
+  const T x0 = x[0], x1 = x[sx], x2 = x[2 * sx], x3 = x[3 * sx];
+  const T two(2.0f), four(4.0f), eight(8.0f);
+  const T even = x0 + x2, odd = x1 + x3;
+  const T even_w = x0 + four * x2, odd_w = two * x1 + eight * x3;
+  y[0] = x0;
+  y[sy] = even + odd;
+  y[2 * sy] = even - odd;
+  y[3 * sy] = even_w + odd_w;
+  y[4 * sy] = even_w - odd_w;
+  y[5 * sy] = x3;
+}
+
+// G^T du (6 -> 3): the adjoint of filter_1d.
+template <typename T>
+HOST_DEVICE_INLINE void filter_gradient_1d(const T* x, int sx, T* y, int sy) {
+  const T x0 = x[0], x1 = x[sx], x2 = x[2 * sx], x3 = x[3 * sx], x4 = x[4 * sx], x5 = x[5 * sx];
+  const T sixth(1.0f / 6.0f), quarter(0.25f), twelfth(1.0f / 12.0f), twenty_fourth(1.0f / 24.0f);
+  const T s12 = x1 + x2, s34 = x3 + x4;
+  y[0] = quarter * x0 - sixth * s12 + twenty_fourth * s34;
+  y[sy] = sixth * (x2 - x1) + twelfth * (x3 - x4);
+  y[2 * sy] = sixth * (s34 - s12) + x5;
+}
+
+// out (Out x Out) = M in M^T for in (In x In), M given by its 1-D transform.
+template <int In, int Out, typename T, typename F>
+HOST_DEVICE_INLINE void apply_2d(const T* in, T* out, F transform_1d) {
+  T t[Out * In];
+  for (int c = 0; c < In; ++c) {  // columns: t = M in
+    transform_1d(in + c, In, t + c, In);
+  }
+  for (int r = 0; r < Out; ++r) {  // rows: out = t M^T
+    transform_1d(t + r * In, 1, out + r * Out, 1);
+  }
+}
+
+template <typename T>
+HOST_DEVICE_INLINE void input_transform(const T* d, T* v) {
+  apply_2d<6, 6>(d, v, [](const T* x, int sx, T* y, int sy) { input_1d(x, sx, y, sy); });
+}
+
+template <typename T>
+HOST_DEVICE_INLINE void filter_transform(const T* g, T* u) {
+  apply_2d<3, 6>(g, u, [](const T* x, int sx, T* y, int sy) { filter_1d(x, sx, y, sy); });
+}
+
+template <typename T>
+HOST_DEVICE_INLINE void output_transform(const T* m, T* y) {
+  apply_2d<6, 4>(m, y, [](const T* x, int sx, T* out, int sy) { output_1d(x, sx, out, sy); });
+}
+
+template <typename T>
+HOST_DEVICE_INLINE void output_gradient_transform(const T* dy, T* w) {
+  apply_2d<4, 6>(dy, w, [](const T* x, int sx, T* y, int sy) { output_gradient_1d(x, sx, y, sy); });
+}
+
+template <typename T>
+HOST_DEVICE_INLINE void filter_gradient_transform(const T* du, T* dg) {
+  apply_2d<6, 3>(du, dg, [](const T* x, int sx, T* y, int sy) { filter_gradient_1d(x, sx, y, sy); });
+}
+
+}  // namespace f4
+
+// The two algorithms as types, for kernels written once for both: W::kOut outputs per tile
+// side from W::kIn inputs per side, W::kElements products per tile, and the five transforms.
+struct F2x2 {
+  static constexpr int kOut = kTileOut, kIn = kTileIn, kElements = kTileElements;
+  template <typename T>
+  static HOST_DEVICE_INLINE void input(const T* d, T* v) { input_transform(d, v); }
+  template <typename T>
+  static HOST_DEVICE_INLINE void filter(const T* g, T* u) { filter_transform(g, u); }
+  template <typename T>
+  static HOST_DEVICE_INLINE void output(const T* m, T* y) { output_transform(m, y); }
+  template <typename T>
+  static HOST_DEVICE_INLINE void output_gradient(const T* dy, T* w) { output_gradient_transform(dy, w); }
+  template <typename T>
+  static HOST_DEVICE_INLINE void filter_gradient(const T* du, T* dg) { filter_gradient_transform(du, dg); }
+};
+
+struct F4x4 {
+  static constexpr int kOut = f4::kTileOut, kIn = f4::kTileIn, kElements = f4::kTileElements;
+  template <typename T>
+  static HOST_DEVICE_INLINE void input(const T* d, T* v) { f4::input_transform(d, v); }
+  template <typename T>
+  static HOST_DEVICE_INLINE void filter(const T* g, T* u) { f4::filter_transform(g, u); }
+  template <typename T>
+  static HOST_DEVICE_INLINE void output(const T* m, T* y) { f4::output_transform(m, y); }
+  template <typename T>
+  static HOST_DEVICE_INLINE void output_gradient(const T* dy, T* w) { f4::output_gradient_transform(dy, w); }
+  template <typename T>
+  static HOST_DEVICE_INLINE void filter_gradient(const T* du, T* dg) { f4::filter_gradient_transform(du, dg); }
+};
+
+// Tiles of `tile_out` outputs per side along a map side of `size`.
+HOST_DEVICE_INLINE int64_t tiles_along(int64_t size, int64_t tile_out) {
+  return (size + tile_out - 1) / tile_out;
+}
+
 // The tiles of an H x W map: ceil(H / 2) x ceil(W / 2). Tile (ty, tx) reads input rows
 // 2 ty - 1 ... 2 ty + 2 (columns likewise; outside the map is the zero padding) and writes
 // output rows 2 ty, 2 ty + 1 (those inside the map).

@@ -24,6 +24,7 @@
 #include "common/checks.h"
 #include "common/cpu_capability.h"
 #include "ops/conv3x3/conv3x3_host.h"
+#include "ops/conv3x3/cpu/conv3x3_direct_cpu.h"
 #include "ops/conv3x3/cpu/winograd_conv3x3_cpu_kernel.h"
 #include "ops/conv3x3/winograd_conv3x3_math.h"
 
@@ -31,18 +32,52 @@ namespace msrcnn::conv3x3 {
 namespace {
 
 using winograd_conv3x3::kPanel;
-using winograd_conv3x3::kTileElements;
 using winograd_conv3x3::panels_of;
 using winograd_conv3x3::tiles_along;
 
-// U[16][panels][Cin][16] from weight [Cout, Cin, 3, 3] float (any strides), its filters rotated
+// The "tile" of the direct path (conv3x3_direct_cpu.h): one output per tile, no transforms.
+constexpr int64_t kDirect = 1;
+
+// Direct GEMM over im2col columns instead of Winograd: where the pixels are few for the
+// channels. PLACEHOLDER
+bool direct_pays(int64_t pixels, int64_t in_channels, int64_t out_channels) {
+  return false;
+}
+
+// Which Winograd algorithm a stride-1 convolution gets, unless set_winograd_tile() forced one:
+// F(4x4, 3x3) (tile 4) on maps of at least 20 x 20 with at most 256 x 256 channels, F(2x2, 3x3)
+// (tile 2) otherwise. Measured on a 2-core AMD EPYC (AVX2), forward, input and weight gradient:
+// F(4x4) ran 1.3-1.6x faster at 64 and 128 channels from 20 x 20 to 152 x 200, 1.1-1.45x at
+// 256 channels from 24 x 32 on (about even at 28 x 28); slower on 14 x 14 maps (4x4 tiles waste
+// 30 % of a 14 x 14 map; 0.6-0.95x) and 3x slower at 512 x 512 channels, whose 36 transformed
+// filter planes (38 MB) no longer fit the cache that each chunk of tiles streams them from.
+int64_t winograd_tile(int64_t batch, int64_t height, int64_t width, int64_t in_channels, int64_t out_channels) {
+  const int64_t forced = forced_winograd_tile();
+  if (forced != 0) {
+    return forced;
+  }
+  if (direct_pays(batch * height * width, in_channels, out_channels)) {
+    return kDirect;
+  }
+  constexpr int64_t kMinSide = 20;
+  constexpr int64_t kMaxChannelProduct = 256 * 256;
+  const bool large_map = height >= kMinSide && width >= kMinSide;
+  return large_map && in_channels * out_channels <= kMaxChannelProduct ? 4 : 2;
+}
+
+// Transformed elements per tile of `tile` x `tile` outputs: (tile + 2)^2.
+int64_t elements_of(int64_t tile) {
+  return (tile + 2) * (tile + 2);
+}
+
+// U[E][panels][Cin][16] from weight [Cout, Cin, 3, 3] float (any strides), its filters rotated
 // by 180° if `flip`.
-at::Tensor transform_filter(const at::Tensor& weight, bool flip) {
+at::Tensor transform_filter(const at::Tensor& weight, bool flip, int64_t tile) {
   const int64_t out_channels = weight.size(0);
   const int64_t in_channels = weight.size(1);
-  const auto shape = {int64_t{kTileElements}, panels_of(out_channels), in_channels, kPanel};
+  const auto shape = {elements_of(tile), panels_of(out_channels), in_channels, kPanel};
   at::Tensor packed = out_channels % kPanel == 0 ? at::empty(shape, weight.options()) : at::zeros(shape, weight.options());
-  MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, transform_filter_kernel, weight, flip, packed);
+  MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, transform_filter_kernel, weight, flip, tile, packed);
   return packed;
 }
 
@@ -51,12 +86,12 @@ at::Tensor transform_filter(const at::Tensor& weight, bool flip) {
 // (64 channels: 64, 256: 16); and each chunk streams all of U (16 x Cin x Cout floats) from
 // L3, which wants many where U is large (512 channels, 16 MiB: 132 tiles ran 1.25x faster
 // than 24). The larger of the two wins; 256 channels are flat from 12 to 144.
-int64_t tiles_per_chunk(int64_t tiles, int64_t in_channels, int64_t out_channels) {
+int64_t tiles_per_chunk(int64_t tiles, int64_t elements, int64_t in_channels, int64_t out_channels) {
   constexpr int64_t kScratchBytes = 512 * 1024;
   constexpr int64_t kFilterBytesPerTile = 128 * 1024;
   constexpr int64_t kRowsPerMicroTile = 6;
-  const int64_t row_bytes = kTileElements * (in_channels + out_channels) * int64_t{sizeof(float)};
-  const int64_t filter_bytes = kTileElements * in_channels * out_channels * int64_t{sizeof(float)};
+  const int64_t row_bytes = elements * (in_channels + out_channels) * int64_t{sizeof(float)};
+  const int64_t filter_bytes = elements * in_channels * out_channels * int64_t{sizeof(float)};
   int64_t chunk = std::max(kScratchBytes / row_bytes, filter_bytes / kFilterBytesPerTile);
   chunk = std::clamp<int64_t>(chunk, 12, 240);
   // At least one chunk per thread.
@@ -77,14 +112,19 @@ at::Tensor forward_float(const at::Tensor& input, const at::Tensor& weight, cons
   }
   // The kernel reads channels contiguous, with any strides of N, H and W.
   const at::Tensor x = input.stride(1) == 1 ? input : input.contiguous(at::MemoryFormat::ChannelsLast);
-  const at::Tensor packed = transform_filter(weight, flip);
+  const int64_t tile = winograd_tile(input.size(0), input.size(2), input.size(3), input.size(1), weight.size(0));
   std::optional<at::Tensor> b;
   if (bias.has_value()) {
     b = bias->contiguous();
   }
-  const int64_t tiles = input.size(0) * tiles_along(input.size(2)) * tiles_along(input.size(3));
-  const int64_t chunk = tiles_per_chunk(tiles, input.size(1), weight.size(0));
-  MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, forward_kernel, x, packed, b, relu, chunk, output);
+  if (tile == kDirect) {
+    direct_forward(x, weight, b, relu, flip, output);
+    return output;
+  }
+  const at::Tensor packed = transform_filter(weight, flip, tile);
+  const int64_t tiles = input.size(0) * tiles_along(input.size(2), tile) * tiles_along(input.size(3), tile);
+  const int64_t chunk = tiles_per_chunk(tiles, elements_of(tile), input.size(1), weight.size(0));
+  MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, forward_kernel, x, packed, b, relu, tile, chunk, output);
   return output;
 }
 
@@ -111,9 +151,9 @@ at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, c
 // Tiles per chunk of the weight gradient: the chunk's transformed inputs and output gradients
 // (16 x tiles x (Cin + Cout) floats) take at most ~8 MiB, and each chunk's batched GEMM sums
 // over as many tiles as that allows (at least 64).
-int64_t weight_gradient_chunk(int64_t tiles, int64_t in_channels, int64_t out_channels) {
+int64_t weight_gradient_chunk(int64_t tiles, int64_t elements, int64_t in_channels, int64_t out_channels) {
   constexpr int64_t kBufferFloats = 2 * 1024 * 1024;
-  const int64_t per_tile = kTileElements * (in_channels + out_channels + 16);
+  const int64_t per_tile = elements * (in_channels + out_channels + 32);
   return std::min(tiles, std::max<int64_t>(64, kBufferFloats / per_tile));
 }
 
@@ -121,22 +161,27 @@ std::tuple<at::Tensor, at::Tensor> backward_weight_float(const at::Tensor& grad,
   const int64_t out_channels = grad.size(1);
   const int64_t in_channels = input.size(1);
   at::Tensor grad_bias = grad.sum({0, 2, 3});
-  const int64_t tiles = input.size(0) * tiles_along(input.size(2)) * tiles_along(input.size(3));
+  const int64_t tile = winograd_tile(input.size(0), input.size(2), input.size(3), in_channels, out_channels);
+  const int64_t elements = elements_of(tile);
+  const int64_t tiles = input.size(0) * tiles_along(input.size(2), tile) * tiles_along(input.size(3), tile);
   if (tiles == 0 || in_channels == 0 || out_channels == 0) {
     return {at::zeros({out_channels, in_channels, 3, 3}, grad.options()), grad_bias};
   }
   // The kernels read channels contiguous, with any strides of N, H and W.
   const at::Tensor x = input.stride(1) == 1 ? input : input.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor dy = grad.stride(1) == 1 ? grad : grad.contiguous(at::MemoryFormat::ChannelsLast);
-  const int64_t chunk = weight_gradient_chunk(tiles, in_channels, out_channels);
-  // Rows padded to whole 8-float vectors: the transforms store whole vectors.
-  auto row_floats = [](int64_t channels) { return (channels + 7) / 8 * 8; };
-  at::Tensor v = at::empty({kTileElements, chunk, row_floats(in_channels)}, grad.options());
-  at::Tensor w = at::empty({kTileElements, chunk, row_floats(out_channels)}, grad.options());
-  at::Tensor grad_u = at::empty({kTileElements, out_channels, in_channels}, grad.options());
+  if (tile == kDirect) {
+    return {direct_backward_weight(dy, x), grad_bias};
+  }
+  const int64_t chunk = weight_gradient_chunk(tiles, elements, in_channels, out_channels);
+  // Rows padded to whole 16-float vectors (the widest build's): the transforms store whole vectors.
+  auto row_floats = [](int64_t channels) { return (channels + 15) / 16 * 16; };
+  at::Tensor v = at::empty({elements, chunk, row_floats(in_channels)}, grad.options());
+  at::Tensor w = at::empty({elements, chunk, row_floats(out_channels)}, grad.options());
+  at::Tensor grad_u = at::empty({elements, out_channels, in_channels}, grad.options());
   for (int64_t first = 0; first < tiles; first += chunk) {
     const int64_t count = std::min(chunk, tiles - first);
-    MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, transform_tiles_kernel, x, dy, first, count, v, w);
+    MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, transform_tiles_kernel, x, dy, tile, first, count, v, w);
     const at::Tensor w_t = w.narrow(1, 0, count).narrow(2, 0, out_channels).transpose(1, 2);
     const at::Tensor v_c = v.narrow(1, 0, count).narrow(2, 0, in_channels);
     if (first == 0) {
@@ -146,7 +191,7 @@ std::tuple<at::Tensor, at::Tensor> backward_weight_float(const at::Tensor& grad,
     }
   }
   at::Tensor grad_weight = at::empty({out_channels, in_channels, 3, 3}, grad.options());
-  MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, filter_gradient_kernel, grad_u, grad_weight);
+  MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, filter_gradient_kernel, grad_u, tile, grad_weight);
   return {grad_weight, grad_bias};
 }
 

@@ -128,6 +128,7 @@ int64_t plane_stride(int64_t count, int64_t ld) {
 }
 
 // V[xi][t][:] (planes `plane` floats apart, rows in_ld) for the tiles [first, first + count).
+template <class W>
 void transform_inputs(const Geometry& g, const float* input, const float* zeros, int64_t first, int64_t count,
                       int64_t plane, float* v) {
   const int64_t channels = g.in_channels;
@@ -136,26 +137,26 @@ void transform_inputs(const Geometry& g, const float* input, const float* zeros,
     const int64_t n = tile / g.tiles_per_image;
     const int64_t ty = (tile % g.tiles_per_image) / g.tiles_w;
     const int64_t tx = tile % g.tiles_w;
-    const float* src[kTileElements];
-    for (int i = 0; i < kTileIn; ++i) {
-      const int64_t y = ty * kTileOut - 1 + i;
-      for (int j = 0; j < kTileIn; ++j) {
-        const int64_t x = tx * kTileOut - 1 + j;
+    const float* src[W::kElements];
+    for (int i = 0; i < W::kIn; ++i) {
+      const int64_t y = ty * W::kOut - 1 + i;
+      for (int j = 0; j < W::kIn; ++j) {
+        const int64_t x = tx * W::kOut - 1 + j;
         const bool inside = y >= 0 && y < g.height && x >= 0 && x < g.width;
-        src[i * kTileIn + j] = inside ? input + n * g.in_sn + y * g.in_sh + x * g.in_sw : zeros;
+        src[i * W::kIn + j] = inside ? input + n * g.in_sn + y * g.in_sh + x * g.in_sw : zeros;
       }
     }
     float* dst = v + t * g.in_ld;
-    Vec d[kTileElements];
-    Vec out[kTileElements];
+    Vec d[W::kElements];
+    Vec out[W::kElements];
     for (int64_t c = 0; c < channels; c += kV) {
       const int64_t lanes = std::min<int64_t>(kV, channels - c);
-      for (int e = 0; e < kTileElements; ++e) {
+      for (int e = 0; e < W::kElements; ++e) {
         d[e] = Vec::loadu(src[e] + c, lanes);
       }
-      input_transform(d, out);
+      W::input(d, out);
       // Whole vectors: the row is padded to in_ld, and the GEMM reads only the first Cin.
-      for (int e = 0; e < kTileElements; ++e) {
+      for (int e = 0; e < W::kElements; ++e) {
         out[e].store(dst + e * plane + c);
       }
     }
@@ -163,9 +164,10 @@ void transform_inputs(const Geometry& g, const float* input, const float* zeros,
 }
 
 // M[xi] = V[xi] U[xi] for one chunk of `count` tiles.
+template <class W>
 void multiply(const Geometry& g, const float* v, const float* packed, int64_t count, float* m) {
   const int64_t depth = g.in_channels;
-  for (int xi = 0; xi < kTileElements; ++xi) {
+  for (int xi = 0; xi < W::kElements; ++xi) {
     const float* a = v + xi * plane_stride(count, g.in_ld);
     const float* u = packed + xi * g.panels * depth * kPanel;
     float* c = m + xi * plane_stride(count, g.out_ld);
@@ -185,6 +187,7 @@ void multiply(const Geometry& g, const float* v, const float* packed, int64_t co
 
 // output = relu?(A^T m A + bias) for the tiles [first, first + count). Outputs of border tiles
 // that fall outside the map (odd H or W) go to `sink`.
+template <class W>
 void transform_outputs(const Geometry& g, const float* m, const float* bias, bool relu, float* sink, int64_t first,
                        int64_t count, float* output) {
   const int64_t plane = plane_stride(count, g.out_ld);
@@ -195,26 +198,26 @@ void transform_outputs(const Geometry& g, const float* m, const float* bias, boo
     const int64_t n = tile / g.tiles_per_image;
     const int64_t ty = (tile % g.tiles_per_image) / g.tiles_w;
     const int64_t tx = tile % g.tiles_w;
-    float* dst[kTileOut * kTileOut];
-    for (int i = 0; i < kTileOut; ++i) {
-      const int64_t y = ty * kTileOut + i;
-      for (int j = 0; j < kTileOut; ++j) {
-        const int64_t x = tx * kTileOut + j;
-        dst[i * kTileOut + j] = (y < g.height && x < g.width) ? output + n * g.out_sn + y * g.out_sh + x * g.out_sw
+    float* dst[W::kOut * W::kOut];
+    for (int i = 0; i < W::kOut; ++i) {
+      const int64_t y = ty * W::kOut + i;
+      for (int j = 0; j < W::kOut; ++j) {
+        const int64_t x = tx * W::kOut + j;
+        dst[i * W::kOut + j] = (y < g.height && x < g.width) ? output + n * g.out_sn + y * g.out_sh + x * g.out_sw
                                                               : sink;
       }
     }
     const float* src = m + t * g.out_ld;
-    Vec in[kTileElements];
-    Vec y[kTileOut * kTileOut];
+    Vec in[W::kElements];
+    Vec y[W::kOut * W::kOut];
     for (int64_t c = 0; c < channels; c += kV) {
       const int64_t lanes = std::min<int64_t>(kV, channels - c);
-      for (int e = 0; e < kTileElements; ++e) {
+      for (int e = 0; e < W::kElements; ++e) {
         in[e] = Vec::loadu(src + e * plane + c);
       }
-      output_transform(in, y);
+      W::output(in, y);
       const Vec b = bias != nullptr ? Vec::loadu(bias + c, lanes) : zero;
-      for (int q = 0; q < kTileOut * kTileOut; ++q) {
+      for (int q = 0; q < W::kOut * W::kOut; ++q) {
         Vec value = y[q] + b;
         if (relu) {
           value = at::vec::maximum(value, zero);
@@ -227,6 +230,7 @@ void transform_outputs(const Geometry& g, const float* m, const float* bias, boo
 
 // W[xi][t][:] = (A dy A^T)[xi] (planes `plane` floats apart, rows `ld`) for the tiles
 // [first, first + count): each tile's 2x2 block of the output gradient, zero outside the map.
+template <class W>
 void transform_output_gradients(const Geometry& g, const float* grad, const float* zeros, int64_t first,
                                 int64_t count, int64_t plane, int64_t ld, float* w) {
   const int64_t channels = g.out_channels;
@@ -235,25 +239,25 @@ void transform_output_gradients(const Geometry& g, const float* grad, const floa
     const int64_t n = tile / g.tiles_per_image;
     const int64_t ty = (tile % g.tiles_per_image) / g.tiles_w;
     const int64_t tx = tile % g.tiles_w;
-    const float* src[kTileOut * kTileOut];
-    for (int i = 0; i < kTileOut; ++i) {
-      const int64_t y = ty * kTileOut + i;
-      for (int j = 0; j < kTileOut; ++j) {
-        const int64_t x = tx * kTileOut + j;
-        src[i * kTileOut + j] =
+    const float* src[W::kOut * W::kOut];
+    for (int i = 0; i < W::kOut; ++i) {
+      const int64_t y = ty * W::kOut + i;
+      for (int j = 0; j < W::kOut; ++j) {
+        const int64_t x = tx * W::kOut + j;
+        src[i * W::kOut + j] =
             (y < g.height && x < g.width) ? grad + n * g.out_sn + y * g.out_sh + x * g.out_sw : zeros;
       }
     }
     float* dst = w + t * ld;
-    Vec dy[kTileOut * kTileOut];
-    Vec out[kTileElements];
+    Vec dy[W::kOut * W::kOut];
+    Vec out[W::kElements];
     for (int64_t c = 0; c < channels; c += kV) {
       const int64_t lanes = std::min<int64_t>(kV, channels - c);
-      for (int q = 0; q < kTileOut * kTileOut; ++q) {
+      for (int q = 0; q < W::kOut * W::kOut; ++q) {
         dy[q] = Vec::loadu(src[q] + c, lanes);
       }
-      output_gradient_transform(dy, out);
-      for (int e = 0; e < kTileElements; ++e) {  // whole vectors: rows are padded to ld
+      W::output_gradient(dy, out);
+      for (int e = 0; e < W::kElements; ++e) {  // whole vectors: rows are padded to ld
         out[e].store(dst + e * plane + c);
       }
     }
@@ -262,14 +266,15 @@ void transform_output_gradients(const Geometry& g, const float* grad, const floa
 
 // The sizes and strides of a stride-1 convolution of `input` with `out_channels` outputs laid
 // out with `out` strides (N, C, H, W).
+template <class W>
 Geometry make_geometry(const at::Tensor& input, int64_t out_channels, at::IntArrayRef out) {
   Geometry g{};
   g.in_channels = input.size(1);
   g.out_channels = out_channels;
   g.height = input.size(2);
   g.width = input.size(3);
-  g.tiles_h = tiles_along(g.height);
-  g.tiles_w = tiles_along(g.width);
+  g.tiles_h = tiles_along(g.height, W::kOut);
+  g.tiles_w = tiles_along(g.width, W::kOut);
   g.tiles_per_image = g.tiles_h * g.tiles_w;
   g.in_ld = round_up(g.in_channels, kV);
   g.panels = panels_of(g.out_channels);
@@ -283,9 +288,8 @@ Geometry make_geometry(const at::Tensor& input, int64_t out_channels, at::IntArr
   return g;
 }
 
-}  // namespace
-
-void transform_filter_kernel(const at::Tensor& weight, bool flip, at::Tensor& packed) {
+template <class W>
+void transform_filter(const at::Tensor& weight, bool flip, at::Tensor& packed) {
   const int64_t out_channels = weight.size(0);
   const int64_t in_channels = weight.size(1);
   const int64_t panels = panels_of(out_channels);
@@ -311,7 +315,7 @@ void transform_filter_kernel(const at::Tensor& weight, bool flip, at::Tensor& pa
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     alignas(64) float taps[9 * kV];
     Vec g[9];
-    Vec out[kTileElements];
+    Vec out[W::kElements];
     for (int64_t block = begin; block < end; ++block) {
       const int64_t co = block * kV;
       const int64_t lanes = std::min<int64_t>(kV, out_channels - co);
@@ -340,8 +344,8 @@ void transform_filter_kernel(const at::Tensor& weight, bool flip, at::Tensor& pa
             g[k] = Vec::loadu(taps + read(k) * kV);
           }
         }
-        filter_transform(g, out);
-        for (int xi = 0; xi < kTileElements; ++xi) {
+        W::filter(g, out);
+        for (int xi = 0; xi < W::kElements; ++xi) {
           out[xi].store(dst + xi * panels * in_channels * kPanel + ci * kPanel, lanes);
         }
       }
@@ -349,9 +353,10 @@ void transform_filter_kernel(const at::Tensor& weight, bool flip, at::Tensor& pa
   });
 }
 
-void forward_kernel(const at::Tensor& input, const at::Tensor& packed, const std::optional<at::Tensor>& bias,
-                    bool relu, int64_t tiles_per_chunk, at::Tensor& output) {
-  const Geometry g = make_geometry(input, output.size(1), output.strides());
+template <class W>
+void forward(const at::Tensor& input, const at::Tensor& packed, const std::optional<at::Tensor>& bias, bool relu,
+             int64_t tiles_per_chunk, at::Tensor& output) {
+  const Geometry g = make_geometry<W>(input, output.size(1), output.strides());
 
   const int64_t tiles = input.size(0) * g.tiles_per_image;
   const int64_t chunks = (tiles + tiles_per_chunk - 1) / tiles_per_chunk;
@@ -361,24 +366,25 @@ void forward_kernel(const at::Tensor& input, const at::Tensor& packed, const std
   float* out = output.mutable_data_ptr<float>();
 
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    Scratch v(kTileElements * plane_stride(tiles_per_chunk, g.in_ld));
-    Scratch m(kTileElements * plane_stride(tiles_per_chunk, g.out_ld));
+    Scratch v(W::kElements * plane_stride(tiles_per_chunk, g.in_ld));
+    Scratch m(W::kElements * plane_stride(tiles_per_chunk, g.out_ld));
     Scratch zeros(g.in_ld);
     Scratch sink(g.out_ld);
     std::fill(zeros.data, zeros.data + g.in_ld, 0.0f);
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       const int64_t first = chunk * tiles_per_chunk;
       const int64_t count = std::min(tiles_per_chunk, tiles - first);
-      transform_inputs(g, in, zeros.data, first, count, plane_stride(count, g.in_ld), v.data);
-      multiply(g, v.data, u, count, m.data);
-      transform_outputs(g, m.data, b, relu, sink.data, first, count, out);
+      transform_inputs<W>(g, in, zeros.data, first, count, plane_stride(count, g.in_ld), v.data);
+      multiply<W>(g, v.data, u, count, m.data);
+      transform_outputs<W>(g, m.data, b, relu, sink.data, first, count, out);
     }
   });
 }
 
-void transform_tiles_kernel(const at::Tensor& input, const at::Tensor& grad, int64_t first, int64_t count,
-                            at::Tensor& v, at::Tensor& w) {
-  const Geometry g = make_geometry(input, grad.size(1), grad.strides());
+template <class W>
+void transform_tiles(const at::Tensor& input, const at::Tensor& grad, int64_t first, int64_t count, at::Tensor& v,
+                     at::Tensor& w) {
+  const Geometry g = make_geometry<W>(input, grad.size(1), grad.strides());
   TORCH_INTERNAL_ASSERT(v.stride(1) % kV == 0 && w.stride(1) % kV == 0 && v.stride(2) == 1 && w.stride(2) == 1);
   const float* in = input.const_data_ptr<float>();
   const float* dy = grad.const_data_ptr<float>();
@@ -393,29 +399,30 @@ void transform_tiles_kernel(const at::Tensor& input, const at::Tensor& grad, int
     std::fill(zeros.data, zeros.data + std::max(g.in_ld, w_ld), 0.0f);
     Geometry rows = g;
     rows.in_ld = v_ld;
-    transform_inputs(rows, in, zeros.data, first + begin, end - begin, v_plane, v_data + begin * v_ld);
-    transform_output_gradients(g, dy, zeros.data, first + begin, end - begin, w_plane, w_ld, w_data + begin * w_ld);
+    transform_inputs<W>(rows, in, zeros.data, first + begin, end - begin, v_plane, v_data + begin * v_ld);
+    transform_output_gradients<W>(g, dy, zeros.data, first + begin, end - begin, w_plane, w_ld, w_data + begin * w_ld);
   });
 }
 
-void filter_gradient_kernel(const at::Tensor& grad_u, at::Tensor& grad_weight) {
+template <class W>
+void filter_gradient(const at::Tensor& grad_u, at::Tensor& grad_weight) {
   const int64_t out_channels = grad_u.size(1);
   const int64_t in_channels = grad_u.size(2);
   const int64_t plane = out_channels * in_channels;
   const float* du = grad_u.const_data_ptr<float>();
   float* dw = grad_weight.mutable_data_ptr<float>();
   at::parallel_for(0, out_channels, 1, [&](int64_t begin, int64_t end) {
-    Vec in[kTileElements];
+    Vec in[W::kElements];
     Vec out[9];
     alignas(64) float taps[9 * kV];
     for (int64_t co = begin; co < end; ++co) {
       for (int64_t ci = 0; ci < in_channels; ci += kV) {
         const int64_t lanes = std::min<int64_t>(kV, in_channels - ci);
         const float* src = du + co * in_channels + ci;
-        for (int e = 0; e < kTileElements; ++e) {
+        for (int e = 0; e < W::kElements; ++e) {
           in[e] = Vec::loadu(src + e * plane, lanes);
         }
-        filter_gradient_transform(in, out);
+        W::filter_gradient(in, out);
         for (int k = 0; k < 9; ++k) {
           out[k].store(taps + k * kV);
         }
@@ -429,5 +436,42 @@ void filter_gradient_kernel(const at::Tensor& grad_u, at::Tensor& grad_weight) {
     }
   });
 }
+
+}  // namespace
+
+#define MSRCNN_WINOGRAD_BY_TILE(TILE, CALL)                                             \
+  switch (TILE) {                                                                      \
+    case 2: return CALL(F2x2);                                                         \
+    case 4: return CALL(F4x4);                                                         \
+    default: TORCH_CHECK(false, "msrcnn::conv3x3: unknown Winograd tile ", TILE);      \
+  }
+
+void transform_filter_kernel(const at::Tensor& weight, bool flip, int64_t tile, at::Tensor& packed) {
+#define MSRCNN_CALL(W) transform_filter<W>(weight, flip, packed)
+  MSRCNN_WINOGRAD_BY_TILE(tile, MSRCNN_CALL)
+#undef MSRCNN_CALL
+}
+
+void forward_kernel(const at::Tensor& input, const at::Tensor& packed, const std::optional<at::Tensor>& bias,
+                    bool relu, int64_t tile, int64_t tiles_per_chunk, at::Tensor& output) {
+#define MSRCNN_CALL(W) forward<W>(input, packed, bias, relu, tiles_per_chunk, output)
+  MSRCNN_WINOGRAD_BY_TILE(tile, MSRCNN_CALL)
+#undef MSRCNN_CALL
+}
+
+void transform_tiles_kernel(const at::Tensor& input, const at::Tensor& grad, int64_t tile, int64_t first,
+                            int64_t count, at::Tensor& v, at::Tensor& w) {
+#define MSRCNN_CALL(W) transform_tiles<W>(input, grad, first, count, v, w)
+  MSRCNN_WINOGRAD_BY_TILE(tile, MSRCNN_CALL)
+#undef MSRCNN_CALL
+}
+
+void filter_gradient_kernel(const at::Tensor& grad_u, int64_t tile, at::Tensor& grad_weight) {
+#define MSRCNN_CALL(W) filter_gradient<W>(grad_u, grad_weight)
+  MSRCNN_WINOGRAD_BY_TILE(tile, MSRCNN_CALL)
+#undef MSRCNN_CALL
+}
+
+#undef MSRCNN_WINOGRAD_BY_TILE
 
 }  // namespace msrcnn::winograd_conv3x3::CPU_CAPABILITY

@@ -17,33 +17,36 @@ inline int64_t panels_of(int64_t out_channels) {
   return (out_channels + kPanel - 1) / kPanel;
 }
 
+// Every kernel takes `tile`: 2 for Winograd F(2x2, 3x3), 4 for F(4x4, 3x3) (winograd_conv3x3_math.h);
+// E = 16 or 36 transformed elements per tile, and tiles of `tile` x `tile` outputs.
+//
 // transform_filter_kernel: weight [Cout, Cin, 3, 3] float, any strides (fastest: each 3x3
-// filter contiguous, or output channels adjacent); packed [16, panels, Cin, 16] float,
+// filter contiguous, or output channels adjacent); packed [E, panels, Cin, 16] float,
 // contiguous, zero-filled where Cout % 16 != 0: packed[xi, p, ci, j] = (G g G^T)[xi] of the
 // filter g of output channel 16 p + j, input ci, rotated by 180° (g[2 - y, 2 - x]) if `flip`.
 //
 // forward_kernel: input [N, Cin, H, W] float with channel stride 1 (channels-last, or any
-// strides of N, H, W); packed from transform_filter_kernel; bias [Cout] contiguous or none;
-// output [N, Cout, H, W] float, channel stride 1, every element written. The 2x2 tiles are
+// strides of N, H, W); packed from transform_filter_kernel (same tile); bias [Cout] contiguous
+// or none; output [N, Cout, H, W] float, channel stride 1, every element written. The tiles are
 // processed in chunks of `tiles_per_chunk` (parallel over chunks): each chunk's transformed
-// inputs, 16 GEMMs and output transform run on one thread's scratch buffers.
+// inputs, E GEMMs and output transform run on one thread's scratch buffers.
 //
-// The weight gradient's two transforms (its 16 products are ATen's batched GEMM, between them):
+// The weight gradient's two transforms (its E products are ATen's batched GEMM, between them):
 // transform_tiles_kernel: input [N, Cin, H, W] and grad [N, Cout, H, W] float with channel
-// stride 1; v [16, >= count, >= Cin] and w [16, >= count, >= Cout] float with row stride a
-// multiple of 8 floats and unit column stride. For the tiles [first, first + count):
+// stride 1; v [E, >= count, >= Cin] and w [E, >= count, >= Cout] float with row stride a
+// multiple of the vector width and unit column stride. For the tiles [first, first + count):
 // v[xi, t, ci] = (B^T d B)[xi] of input channel ci and w[xi, t, co] = (A dy A^T)[xi] of the
-// output gradient's channel co (its 2x2 block, zero outside the map).
-// filter_gradient_kernel: grad_u [16, Cout, Cin] float contiguous (the gradient of the
+// output gradient's channel co (its tile x tile block, zero outside the map).
+// filter_gradient_kernel: grad_u [E, Cout, Cin] float contiguous (the gradient of the
 // transformed filters); grad_weight [Cout, Cin, 3, 3] float contiguous = G^T grad_u G.
 #define MSRCNN_DECLARE_WINOGRAD_CONV3X3_CPU_KERNELS(CAPABILITY)                                        \
   namespace CAPABILITY {                                                                             \
-  void transform_filter_kernel(const at::Tensor& weight, bool flip, at::Tensor& packed);              \
+  void transform_filter_kernel(const at::Tensor& weight, bool flip, int64_t tile, at::Tensor& packed); \
   void forward_kernel(const at::Tensor& input, const at::Tensor& packed, const std::optional<at::Tensor>& bias, \
-                      bool relu, int64_t tiles_per_chunk, at::Tensor& output);                       \
-  void transform_tiles_kernel(const at::Tensor& input, const at::Tensor& grad, int64_t first, int64_t count,  \
-                              at::Tensor& v, at::Tensor& w);                                         \
-  void filter_gradient_kernel(const at::Tensor& grad_u, at::Tensor& grad_weight);                     \
+                      bool relu, int64_t tile, int64_t tiles_per_chunk, at::Tensor& output);         \
+  void transform_tiles_kernel(const at::Tensor& input, const at::Tensor& grad, int64_t tile, int64_t first,  \
+                              int64_t count, at::Tensor& v, at::Tensor& w);                          \
+  void filter_gradient_kernel(const at::Tensor& grad_u, int64_t tile, at::Tensor& grad_weight);       \
   }
 
 MSRCNN_DECLARE_WINOGRAD_CONV3X3_CPU_KERNELS(DEFAULT)

@@ -31,6 +31,7 @@ namespace msrcnn::conv3x3 {
 namespace {
 
 using winograd_conv3x3::kPanel;
+using winograd_conv3x3::kRowQuantum;
 using winograd_conv3x3::kTileElements;
 using winograd_conv3x3::panels_of;
 using winograd_conv3x3::tiles_along;
@@ -54,6 +55,8 @@ at::Tensor transform_filter(const at::Tensor& weight, bool flip) {
 int64_t tiles_per_chunk(int64_t tiles, int64_t in_channels, int64_t out_channels) {
   constexpr int64_t kScratchBytes = 512 * 1024;
   constexpr int64_t kFilterBytesPerTile = 128 * 1024;
+  // Rows of the DEFAULT and AVX2 micro-tiles; the AVX512 build's (12) ends a chunk of an odd
+  // multiple of 6 with a 6-row micro-tile, which the kernel handles like any remainder.
   constexpr int64_t kRowsPerMicroTile = 6;
   const int64_t row_bytes = kTileElements * (in_channels + out_channels) * int64_t{sizeof(float)};
   const int64_t filter_bytes = kTileElements * in_channels * out_channels * int64_t{sizeof(float)};
@@ -129,8 +132,8 @@ std::tuple<at::Tensor, at::Tensor> backward_weight_float(const at::Tensor& grad,
   const at::Tensor x = input.stride(1) == 1 ? input : input.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor dy = grad.stride(1) == 1 ? grad : grad.contiguous(at::MemoryFormat::ChannelsLast);
   const int64_t chunk = weight_gradient_chunk(tiles, in_channels, out_channels);
-  // Rows padded to whole 8-float vectors: the transforms store whole vectors.
-  auto row_floats = [](int64_t channels) { return (channels + 7) / 8 * 8; };
+  // Rows padded to whole vectors of every build: the transforms store whole vectors.
+  auto row_floats = [](int64_t channels) { return (channels + kRowQuantum - 1) / kRowQuantum * kRowQuantum; };
   at::Tensor v = at::empty({kTileElements, chunk, row_floats(in_channels)}, grad.options());
   at::Tensor w = at::empty({kTileElements, chunk, row_floats(out_channels)}, grad.options());
   at::Tensor grad_u = at::empty({kTileElements, out_channels, in_channels}, grad.options());

@@ -9,8 +9,13 @@
 namespace msrcnn::winograd_conv3x3 {
 
 // Output channels per panel of the transformed filters: the width of the GEMM micro-kernel
-// (two AVX2 vectors of float).
+// (two vectors of 8 floats, or one AVX-512 vector of 16), the same in every build: the host
+// packs the filters with it.
 constexpr int64_t kPanel = 16;
+
+// The weight gradient's transformed rows (v and w of transform_tiles_kernel) have a multiple
+// of this many floats: whole vectors in every build (AVX512's are 16 floats).
+constexpr int64_t kRowQuantum = 16;
 
 // Panels that hold `out_channels` (the last one zero-padded).
 inline int64_t panels_of(int64_t out_channels) {
@@ -31,7 +36,7 @@ inline int64_t panels_of(int64_t out_channels) {
 // The weight gradient's two transforms (its 16 products are ATen's batched GEMM, between them):
 // transform_tiles_kernel: input [N, Cin, H, W] and grad [N, Cout, H, W] float with channel
 // stride 1; v [16, >= count, >= Cin] and w [16, >= count, >= Cout] float with row stride a
-// multiple of 8 floats and unit column stride. For the tiles [first, first + count):
+// multiple of kRowQuantum floats and unit column stride. For the tiles [first, first + count):
 // v[xi, t, ci] = (B^T d B)[xi] of input channel ci and w[xi, t, co] = (A dy A^T)[xi] of the
 // output gradient's channel co (its 2x2 block, zero outside the map).
 // filter_gradient_kernel: grad_u [16, Cout, Cin] float contiguous (the gradient of the

@@ -32,6 +32,7 @@ py::dict build_info() {
   py::list capabilities;
   capabilities.append("default");
   capabilities.append("avx2");
+  capabilities.append("avx512");
   info["cpu_capabilities"] = capabilities;
   info["torch_version"] = std::string(TORCH_VERSION);
   return info;
@@ -43,9 +44,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "msrcnn_fast C++/CUDA kernels (ops registered under torch.ops.msrcnn)";
   m.def("build_info", &build_info, "Backends, CUDA version and archs, CPU capabilities compiled in.");
   m.def("cpu_capability", [] { return std::string(msrcnn::cpu_capability_name(msrcnn::cpu_capability())); },
-        "The CPU capability the kernels use now ('default' or 'avx2').");
+        "The CPU capability the kernels use now ('default', 'avx2' or 'avx512').");
   m.def("max_cpu_capability", [] { return std::string(msrcnn::cpu_capability_name(msrcnn::max_cpu_capability())); },
         "The best CPU capability this CPU supports.");
   m.def("set_cpu_capability", &msrcnn::set_cpu_capability, py::arg("name"),
-        "Selects the CPU kernels' capability: 'default' or 'avx2' (if the CPU has it).");
+        "Selects the CPU kernels' capability: 'default', 'avx2' or 'avx512' (if the CPU has it).");
 }

@@ -1,5 +1,5 @@
 // winograd_conv3x3 CPU kernels over winograd_conv3x3_math.h. Compiled once per CPU capability:
-// CPU_CAPABILITY is DEFAULT or AVX2 (see setup.py), and at::vec::Vectorized follows it.
+// CPU_CAPABILITY is DEFAULT, AVX2 or AVX512 (see setup.py), and at::vec::Vectorized follows it.
 //
 // The tiles (2x2 outputs each) of all images are numbered in one sequence and cut into
 // chunks. Per chunk, on one thread:

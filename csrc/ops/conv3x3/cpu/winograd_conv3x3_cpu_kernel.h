@@ -1,6 +1,7 @@
 #pragma once
 
-// conv3x3's Winograd CPU kernels (stride 1), compiled once per CPU capability (DEFAULT, AVX2).
+// conv3x3's Winograd CPU kernels (stride 1), compiled once per CPU capability (DEFAULT, AVX2,
+// AVX512).
 
 #include <ATen/core/Tensor.h>
 
@@ -53,6 +54,7 @@ inline int64_t panels_of(int64_t out_channels) {
 
 MSRCNN_DECLARE_WINOGRAD_CONV3X3_CPU_KERNELS(DEFAULT)
 MSRCNN_DECLARE_WINOGRAD_CONV3X3_CPU_KERNELS(AVX2)
+MSRCNN_DECLARE_WINOGRAD_CONV3X3_CPU_KERNELS(AVX512)
 
 #undef MSRCNN_DECLARE_WINOGRAD_CONV3X3_CPU_KERNELS
 

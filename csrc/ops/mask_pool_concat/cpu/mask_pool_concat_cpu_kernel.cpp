@@ -1,5 +1,6 @@
 // mask_pool_concat CPU kernels over mask_pool_concat_math.h. Compiled once per CPU
-// capability: CPU_CAPABILITY is DEFAULT or AVX2 (see setup.py), at::vec::Vectorized follows it.
+// capability: CPU_CAPABILITY is DEFAULT, AVX2 or AVX512 (see setup.py), at::vec::Vectorized
+// follows it.
 //
 // Per RoI: the pooled masks (one window max and one sigmoid per pooled value) are computed
 // once, then the feature planes are copied (concat modes) or scaled (multiply) with whole

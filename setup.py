@@ -4,9 +4,10 @@ CPU kernels are always built. CUDA kernels (csrc/**/cuda/*.cu) are added when a 
 visible or FORCE_CUDA=1; without a GPU, TORCH_CUDA_ARCH_LIST defaults to "8.0;9.0".
 
 Hot CPU kernels (csrc/**/cpu/*_kernel.cpp) are compiled once per CPU capability, like
-ATen's CPU_CAPABILITY builds: the plain build (namespace DEFAULT, baseline x86-64) and an
-AVX2+FMA build (namespace AVX2); the extension picks one at run time from the CPU's
-features. Nothing is compiled for the build machine's -march.
+ATen's CPU_CAPABILITY builds: the plain build (namespace DEFAULT, baseline x86-64), an
+AVX2+FMA build (namespace AVX2) and an AVX-512 F/BW/VL/DQ build (namespace AVX512); the
+extension picks one at run time from the CPU's features. Nothing is compiled for the build
+machine's -march.
 """
 
 import glob
@@ -20,10 +21,27 @@ from setuptools import find_packages, setup
 ROOT = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join(ROOT, "csrc")
 
-# Extra builds of the *_kernel.cpp files: name -> compiler flags. The plain build is DEFAULT.
+# Extra builds of the *_kernel.cpp files: name -> compiler flags (ATen's for its builds of the
+# same name). The plain build is DEFAULT. Keep them in increasing order: the objects are linked
+# in this order, so where several define one inline function, the linker keeps the copy of the
+# lowest build that has it, which every CPU able to call it can run.
 CPU_CAPABILITIES = {
     "AVX2": ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY_AVX2"],
+    "AVX512": [
+        "-mavx512f",
+        "-mavx512bw",
+        "-mavx512vl",
+        "-mavx512dq",
+        "-mfma",
+        "-mf16c",
+        "-DCPU_CAPABILITY_AVX512",
+    ],
 }
+# GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself
+# (_mm512_undefined_ps), which -Wmaybe-uninitialized reports wherever one is inlined, ATen's
+# Vectorized<float> included. So that warning is off in the AVX512 build (GCC only: clang has
+# no such option); the DEFAULT and AVX2 builds of the same sources keep it.
+GCC_CAPABILITY_FLAGS = {"AVX512": ["-Wno-maybe-uninitialized"]}
 
 
 def _relative(paths):
@@ -76,14 +94,21 @@ if WITH_CUDA:
     if not torch.cuda.is_available():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
 
-from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+from torch.utils.cpp_extension import (  # noqa: E402
+    BuildExtension,
+    CppExtension,
+    CUDAExtension,
+    check_compiler_is_gcc,
+    get_cxx_compiler,
+)
 
 
 class BuildExtensionPerCapability(BuildExtension):
     """BuildExtension that also compiles *_kernel.cpp once per extra CPU capability.
 
-    The extra objects are linked after the plain ones, so where a header's inline function
-    is emitted in both, the linker keeps the plain (baseline) copy.
+    The extra objects are linked after the plain ones, in CPU_CAPABILITIES' order, so where a
+    header's inline function is emitted in several, the linker keeps the plain (baseline) copy,
+    else the lowest capability's.
     """
 
     def finalize_options(self):
@@ -97,8 +122,11 @@ class BuildExtensionPerCapability(BuildExtension):
         kernel_sources = getattr(ext, "capability_sources", [])
         if kernel_sources:
             cxx_flags = [f for f in ext.extra_compile_args["cxx"] if not f.startswith("-DCPU_CAPABILITY")]
+            gcc = check_compiler_is_gcc(get_cxx_compiler())
             objects = []
             for name, flags in CPU_CAPABILITIES.items():
+                if gcc:
+                    flags = flags + GCC_CAPABILITY_FLAGS.get(name, [])
                 objects += self.compiler.compile(
                     kernel_sources,
                     output_dir=os.path.join(self.build_temp, f"capability_{name}"),

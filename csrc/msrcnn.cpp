@@ -33,6 +33,7 @@ py::dict build_info() {
   py::list capabilities;
   capabilities.append("default");
   capabilities.append("avx2");
+  capabilities.append("avx512");
   info["cpu_capabilities"] = capabilities;
   info["torch_version"] = std::string(TORCH_VERSION);
   return info;
@@ -44,12 +45,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "msrcnn_fast C++/CUDA kernels (ops registered under torch.ops.msrcnn)";
   m.def("build_info", &build_info, "Backends, CUDA version and archs, CPU capabilities compiled in.");
   m.def("cpu_capability", [] { return std::string(msrcnn::cpu_capability_name(msrcnn::cpu_capability())); },
-        "The CPU capability the kernels use now ('default' or 'avx2').");
+        "The CPU capability the kernels use now ('default', 'avx2' or 'avx512').");
   m.def("max_cpu_capability", [] { return std::string(msrcnn::cpu_capability_name(msrcnn::max_cpu_capability())); },
         "The best CPU capability this CPU supports.");
   m.def("_set_winograd_tile", &msrcnn::conv3x3::set_winograd_tile, py::arg("tile"),
         "Forces the CPU conv3x3 kernels' Winograd tile: 2 (F(2x2, 3x3)), 4 (F(4x4, 3x3)) or 0 (by map size).");
   m.def("_winograd_tile", &msrcnn::conv3x3::forced_winograd_tile, "The forced Winograd tile (0: by map size).");
   m.def("set_cpu_capability", &msrcnn::set_cpu_capability, py::arg("name"),
-        "Selects the CPU kernels' capability: 'default' or 'avx2' (if the CPU has it).");
+        "Selects the CPU kernels' capability: 'default', 'avx2' or 'avx512' (if the CPU has it).");
 }

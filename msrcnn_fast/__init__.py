@@ -25,8 +25,10 @@ def build_info() -> dict:
 
     Returns a dict with ``backends`` (``["cpu"]`` or ``["cpu", "cuda"]``), ``cuda_version``
     (``"13.0"`` or None), ``cuda_archs`` (``["sm_80", "sm_90"]``), ``cpu_capabilities``
-    (the CPU kernel builds), ``cpu_capability`` (the one in use) and ``torch_version``.
+    (the CPU kernel builds: ``["default", "avx2", "avx512"]``), ``cpu_capability`` (the one in
+    use), ``max_cpu_capability`` (the best this CPU can run) and ``torch_version``.
     """
     info = dict(_C.build_info())
     info["cpu_capability"] = _C.cpu_capability()
+    info["max_cpu_capability"] = _C.max_cpu_capability()
     return info

@@ -10,6 +10,7 @@ import torch
 
 import msrcnn_fast
 from msrcnn_fast import _C
+from tests.conftest import runnable_cpu_capabilities
 from tools.check_kernels import missing_kernels, msrcnn_ops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,8 +20,10 @@ def test_build_info():
     info = msrcnn_fast.build_info()
     assert info["backends"][0] == "cpu"
     assert set(info["backends"]) <= {"cpu", "cuda"}
-    assert info["cpu_capabilities"] == ["default", "avx2"]
+    assert info["cpu_capabilities"] == ["default", "avx2", "avx512"]
     assert info["cpu_capability"] in info["cpu_capabilities"]
+    assert info["max_cpu_capability"] in info["cpu_capabilities"]
+    assert info["max_cpu_capability"] == _C.max_cpu_capability()
     assert info["torch_version"].split("+")[0] == torch.__version__.split("+")[0]
     if "cuda" in info["backends"]:
         assert info["cuda_version"] and all(a.startswith("sm_") for a in info["cuda_archs"])
@@ -31,12 +34,53 @@ def test_build_info():
 def test_cpu_capability_selection():
     before = _C.cpu_capability()
     try:
+        for name in runnable_cpu_capabilities():
+            _C.set_cpu_capability(name.upper())  # names are case-insensitive
+            assert _C.cpu_capability() == name
         _C.set_cpu_capability("default")
         assert _C.cpu_capability() == "default"
-        with pytest.raises(ValueError, match="unknown CPU capability"):
-            _C.set_cpu_capability("avx512")
     finally:
         _C.set_cpu_capability(before)
+
+
+def test_unknown_cpu_capability_lists_the_builds():
+    before = _C.cpu_capability()
+    with pytest.raises(ValueError, match="unknown CPU capability 'avx1024'; expected 'default', 'avx2' or 'avx512'"):
+        _C.set_cpu_capability("avx1024")
+    assert _C.cpu_capability() == before
+
+
+@pytest.mark.parametrize("name", ["avx2", "avx512"])
+def test_cpu_capability_above_the_cpu_is_refused(name):
+    best = _C.max_cpu_capability()
+    if name in runnable_cpu_capabilities():
+        pytest.skip(f"this CPU runs {name}: nothing above it to refuse")
+    before = _C.cpu_capability()
+    with pytest.raises(ValueError, match=f"this CPU does not support {name} \\(best: {best}\\)"):
+        _C.set_cpu_capability(name)
+    assert _C.cpu_capability() == before
+
+
+def _capability_in_child(value):
+    """The capability a fresh process starts with under MSRCNN_CPU_CAPABILITY=`value`."""
+    result = subprocess.run(
+        [sys.executable, "-c", "from msrcnn_fast import _C; print(_C.cpu_capability())"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MSRCNN_CPU_CAPABILITY": value},
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_environment_variable_chooses_the_build():
+    """MSRCNN_CPU_CAPABILITY lowers the build; a build above the CPU's (avx512 on this Zen 3,
+    say) gives the best one it has, as if unset."""
+    best = _C.max_cpu_capability()
+    assert _capability_in_child("") == best
+    assert _capability_in_child("default") == "default"
+    assert _capability_in_child("AVX2") == ("avx2" if "avx2" in runnable_cpu_capabilities() else best)
+    assert _capability_in_child("avx512") == best
 
 
 def test_every_op_has_a_cpu_kernel():

@@ -2,7 +2,9 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
 
 namespace msrcnn {
@@ -12,6 +14,11 @@ CpuCapability detect() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    // ATen's AVX512 build wants the same four extensions (Skylake-SP and later, AMD Zen 4).
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
+      return CpuCapability::AVX512;
+    }
     return CpuCapability::AVX2;
   }
 #endif
@@ -19,16 +26,24 @@ CpuCapability detect() {
 }
 
 CpuCapability parse(const std::string& name) {
-  if (name == "default" || name == "DEFAULT") {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (lower == "default") {
     return CpuCapability::DEFAULT;
   }
-  if (name == "avx2" || name == "AVX2") {
+  if (lower == "avx2") {
     return CpuCapability::AVX2;
   }
-  TORCH_CHECK_VALUE(false, "msrcnn: unknown CPU capability '", name, "'; expected 'default' or 'avx2'");
+  if (lower == "avx512") {
+    return CpuCapability::AVX512;
+  }
+  TORCH_CHECK_VALUE(false, "msrcnn: unknown CPU capability '", name,
+                    "'; expected 'default', 'avx2' or 'avx512'");
   return CpuCapability::DEFAULT;
 }
 
+// The best supported capability, lowered to MSRCNN_CPU_CAPABILITY where that names a lower
+// one (a higher one than the CPU has gives the best it has).
 CpuCapability initial() {
   CpuCapability best = detect();
   const char* env = std::getenv("MSRCNN_CPU_CAPABILITY");
@@ -64,7 +79,14 @@ void set_cpu_capability(const std::string& name) {
 }
 
 const char* cpu_capability_name(CpuCapability capability) {
-  return capability == CpuCapability::AVX2 ? "avx2" : "default";
+  switch (capability) {
+    case CpuCapability::AVX512:
+      return "avx512";
+    case CpuCapability::AVX2:
+      return "avx2";
+    default:
+      return "default";
+  }
 }
 
 }  // namespace msrcnn

@@ -1,30 +1,35 @@
 #pragma once
 
 // Run-time choice between the per-capability builds of the hot CPU kernels
-// (csrc/**/cpu/*_kernel.cpp are compiled into namespaces DEFAULT and AVX2; see setup.py).
+// (csrc/**/cpu/*_kernel.cpp are compiled into namespaces DEFAULT, AVX2 and AVX512; see setup.py).
 
 #include <string>
 
 namespace msrcnn {
 
-enum class CpuCapability { DEFAULT = 0, AVX2 = 1 };
+// In increasing order: a CPU that runs one runs those below it.
+enum class CpuCapability { DEFAULT = 0, AVX2 = 1, AVX512 = 2 };
 
 // The capability the kernels use now: the best the CPU supports, unless lowered by the
-// environment variable MSRCNN_CPU_CAPABILITY=default|avx2 or set_cpu_capability().
+// environment variable MSRCNN_CPU_CAPABILITY=default|avx2|avx512 or set_cpu_capability().
 CpuCapability cpu_capability();
 
-// The best capability this CPU supports.
+// The best capability this CPU supports: AVX512 with AVX-512 F, BW, VL and DQ (and AVX2 and
+// FMA), AVX2 with AVX2 and FMA, else DEFAULT.
 CpuCapability max_cpu_capability();
 
-// Selects `name` ("default" or "avx2"); raises if the CPU does not support it.
+// Selects `name` ("default", "avx2" or "avx512", any case); raises if the CPU does not support it.
 void set_cpu_capability(const std::string& name);
 
 const char* cpu_capability_name(CpuCapability capability);
 
 }  // namespace msrcnn
 
-// Calls NAMESPACE::AVX2::FN(...) or NAMESPACE::DEFAULT::FN(...) by the current capability.
-#define MSRCNN_CPU_DISPATCH(NAMESPACE, FN, ...)                       \
-  ((::msrcnn::cpu_capability() == ::msrcnn::CpuCapability::AVX2)      \
-       ? NAMESPACE::AVX2::FN(__VA_ARGS__)                             \
-       : NAMESPACE::DEFAULT::FN(__VA_ARGS__))
+// Calls NAMESPACE::AVX512::FN(...), NAMESPACE::AVX2::FN(...) or NAMESPACE::DEFAULT::FN(...) by
+// the current capability.
+#define MSRCNN_CPU_DISPATCH(NAMESPACE, FN, ...)                                  \
+  ((::msrcnn::cpu_capability() == ::msrcnn::CpuCapability::AVX512)               \
+       ? NAMESPACE::AVX512::FN(__VA_ARGS__)                                      \
+       : (::msrcnn::cpu_capability() == ::msrcnn::CpuCapability::AVX2)           \
+             ? NAMESPACE::AVX2::FN(__VA_ARGS__)                                  \
+             : NAMESPACE::DEFAULT::FN(__VA_ARGS__))

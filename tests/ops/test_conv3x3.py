@@ -266,17 +266,19 @@ def test_half_types_compute_in_float32(cpu_capability, dtype, eps):
         torch.testing.assert_close(y.double(), expected, atol=atol, rtol=2 * eps)
 
 
-def test_capabilities_agree():
-    """The DEFAULT (baseline x86-64) and AVX2 builds compute the same sums up to FMA rounding."""
+@pytest.mark.parametrize("capability", ["avx2", "avx512"])
+def test_capabilities_agree(capability):
+    """The AVX2 and AVX512 builds compute the same sums as the DEFAULT (baseline x86-64) build
+    up to FMA rounding (each where this CPU can run it)."""
     from msrcnn_fast import _C
+    from tests.conftest import skip_unless_runnable
 
-    if _C.max_cpu_capability() != "avx2":
-        pytest.skip("needs AVX2")
+    skip_unless_runnable(capability)
     x, weight, bias = make_case(3, 40, 24, 7, 9, seed=5)
     before = _C.cpu_capability()
     try:
         outputs = []
-        for name in ("default", "avx2"):
+        for name in ("default", capability):
             _C.set_cpu_capability(name)
             outputs.append(ops.conv3x3(x, weight, bias, relu=True))
     finally:

@@ -16,7 +16,7 @@
 // the 4x4 transformed tile: that is where the speed comes from.
 //
 // The transforms are written for any T with +, - (and * for the filter): float or double one
-// element at a time, or at::vec::Vectorized<float> for 8 channels at once. Arrays are
+// element at a time, or at::vec::Vectorized<float> for 8 (or 16) channels at once. Arrays are
 // row-major: d[4 * row + col], g[3 * row + col], y[2 * row + col].
 //
 // Rounding: B^T and A^T are sums of +-1 entries (exact up to the additions' rounding, at

@@ -32,6 +32,7 @@ namespace msrcnn::conv3x3 {
 namespace {
 
 using winograd_conv3x3::kPanel;
+using winograd_conv3x3::kRowQuantum;
 using winograd_conv3x3::panels_of;
 using winograd_conv3x3::tiles_along;
 
@@ -89,6 +90,8 @@ at::Tensor transform_filter(const at::Tensor& weight, bool flip, int64_t tile) {
 int64_t tiles_per_chunk(int64_t tiles, int64_t elements, int64_t in_channels, int64_t out_channels) {
   constexpr int64_t kScratchBytes = 512 * 1024;
   constexpr int64_t kFilterBytesPerTile = 128 * 1024;
+  // Rows of the DEFAULT and AVX2 micro-tiles; the AVX512 build's (12) ends a chunk of an odd
+  // multiple of 6 with a 6-row micro-tile, which the kernel handles like any remainder.
   constexpr int64_t kRowsPerMicroTile = 6;
   const int64_t row_bytes = elements * (in_channels + out_channels) * int64_t{sizeof(float)};
   const int64_t filter_bytes = elements * in_channels * out_channels * int64_t{sizeof(float)};
@@ -174,8 +177,8 @@ std::tuple<at::Tensor, at::Tensor> backward_weight_float(const at::Tensor& grad,
     return {direct_backward_weight(dy, x), grad_bias};
   }
   const int64_t chunk = weight_gradient_chunk(tiles, elements, in_channels, out_channels);
-  // Rows padded to whole 16-float vectors (the widest build's): the transforms store whole vectors.
-  auto row_floats = [](int64_t channels) { return (channels + 15) / 16 * 16; };
+  // Rows padded to whole vectors of every build: the transforms store whole vectors.
+  auto row_floats = [](int64_t channels) { return (channels + kRowQuantum - 1) / kRowQuantum * kRowQuantum; };
   at::Tensor v = at::empty({elements, chunk, row_floats(in_channels)}, grad.options());
   at::Tensor w = at::empty({elements, chunk, row_floats(out_channels)}, grad.options());
   at::Tensor grad_u = at::empty({elements, out_channels, in_channels}, grad.options());

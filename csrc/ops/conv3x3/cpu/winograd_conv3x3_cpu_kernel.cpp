@@ -1,13 +1,14 @@
 // winograd_conv3x3 CPU kernels over winograd_conv3x3_math.h. Compiled once per CPU capability:
-// CPU_CAPABILITY is DEFAULT or AVX2 (see setup.py), and at::vec::Vectorized follows it.
+// CPU_CAPABILITY is DEFAULT, AVX2 or AVX512 (see setup.py), and at::vec::Vectorized follows it.
 //
 // The tiles (2x2 outputs each) of all images are numbered in one sequence and cut into
 // chunks. Per chunk, on one thread:
 //   1. input transform: V[xi][t][ci] = (B^T d_t B)[xi], vectorised over channels (NHWC reads);
 //   2. 16 GEMMs M[xi] = V[xi] U[xi] ([tiles, Cin] x [Cin, Cout]) by a register-blocked
-//      micro-kernel (6 tiles x 16 output channels: 12 accumulators), over panels of 16 output
-//      channels of the pre-packed U (a panel's Cin x 16 block, <= 16 KiB per K block, stays in
-//      L1 while the chunk's rows stream from L2);
+//      micro-kernel (6 tiles x 16 output channels with 8-float vectors, 12 tiles x 16 with
+//      AVX-512's 16: 12 accumulators either way), over panels of 16 output channels of the
+//      pre-packed U (a panel's Cin x 16 block, <= 16 KiB per K block, stays in L1 while the
+//      chunk's rows stream from L2);
 //   3. output transform A^T m A fused with bias and ReLU, written channels-last.
 // The chunk's V and M are scratch buffers that stay in the caches between the three steps.
 
@@ -28,11 +29,19 @@ namespace {
 
 using Vec = at::vec::Vectorized<float>;
 constexpr int64_t kV = Vec::size();
-static_assert(kPanel == 2 * kV, "the micro-kernel holds a panel in two vectors");
+// Vectors per panel row: 2 of 8 floats (DEFAULT, AVX2), 1 of 16 (AVX512).
+constexpr int kPanelVectors = static_cast<int>(kPanel / kV);
+static_assert(kPanel % kV == 0 && (kPanelVectors == 1 || kPanelVectors == 2),
+              "the micro-kernel holds a panel row in one or two vectors");
+static_assert(kRowQuantum % kV == 0, "transform_tiles_kernel stores whole vectors into padded rows");
 
-// Tiles per micro-tile: 6 x 2 accumulators + 2 panel vectors + 1 broadcast fit the 16 AVX2
-// registers.
-constexpr int kRows = 6;
+// Tiles per micro-tile, 12 accumulators in every build. AVX2: 6 rows x 2 vectors + 2 panel
+// vectors + 1 broadcast fit its 16 registers. AVX512: a panel row is one vector, so 12 rows
+// x 1 + 1 panel vector + 1 broadcast use 14 of its 32 registers and keep the 12 independent
+// FMAs per input channel (more than the 8 in flight that 4-cycle latency x 2 FMA pipes need);
+// more rows would add little (each row brings its own broadcast) and make a chunk's last
+// micro-tile wider. Not tuned: the AVX512 build has not been timed.
+constexpr int kRows = kPanelVectors == 2 ? 6 : 12;
 // The 16 planes of a chunk's V and M are this many floats (a cache line) further apart than
 // their size: planes a multiple of 4 KiB apart would map the 16 streams the transforms read
 // and write onto the same L1 sets (and 4K-alias), which measured ~15% slower.
@@ -72,35 +81,47 @@ struct Scratch {
 // c[r][0:16] (+)= sum_k a[r * lda + k] * b[k][0:16] for r < R: the 16 output channels of a
 // panel for R tiles. Not accumulating: c is overwritten. The accumulators are named variables,
 // not an array: GCC keeps an array of Vectorized in memory (a store per FMA), named ones in
-// registers.
+// registers. Row r's channels are in r0 (and r1 where a panel row is two vectors).
 template <int R>
 inline void micro_kernel(int64_t depth, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
                          bool accumulate) {
+  static_assert(R >= 1 && R <= kRows && kRows <= 12, "rows of a micro-tile");
   Vec c00(0.0f), c01(0.0f), c10(0.0f), c11(0.0f), c20(0.0f), c21(0.0f);
   Vec c30(0.0f), c31(0.0f), c40(0.0f), c41(0.0f), c50(0.0f), c51(0.0f);
-#define MSRCNN_WINOGRAD_ROWS(X) X(0, c00, c01) X(1, c10, c11) X(2, c20, c21) X(3, c30, c31) X(4, c40, c41) X(5, c50, c51)
-#define MSRCNN_WINOGRAD_LOAD(r, lo, hi)  \
-  if constexpr (R > r) {                 \
-    lo = Vec::loadu(c + r * ldc);        \
-    hi = Vec::loadu(c + r * ldc + kV);   \
+  Vec c60(0.0f), c61(0.0f), c70(0.0f), c71(0.0f), c80(0.0f), c81(0.0f);
+  Vec c90(0.0f), c91(0.0f), ca0(0.0f), ca1(0.0f), cb0(0.0f), cb1(0.0f);
+#define MSRCNN_WINOGRAD_ROWS(X)                                                              \
+  X(0, c00, c01) X(1, c10, c11) X(2, c20, c21) X(3, c30, c31) X(4, c40, c41) X(5, c50, c51) \
+  X(6, c60, c61) X(7, c70, c71) X(8, c80, c81) X(9, c90, c91) X(10, ca0, ca1) X(11, cb0, cb1)
+#define MSRCNN_WINOGRAD_LOAD(r, r0, r1)     \
+  if constexpr (R > r) {                    \
+    r0 = Vec::loadu(c + r * ldc);           \
+    if constexpr (kPanelVectors == 2) {     \
+      r1 = Vec::loadu(c + r * ldc + kV);    \
+    }                                       \
   }
-#define MSRCNN_WINOGRAD_FMA(r, lo, hi)   \
-  if constexpr (R > r) {                 \
-    const Vec ar(a[r * lda + k]);        \
-    lo = at::vec::fmadd(ar, b0, lo);     \
-    hi = at::vec::fmadd(ar, b1, hi);     \
+#define MSRCNN_WINOGRAD_FMA(r, r0, r1)      \
+  if constexpr (R > r) {                    \
+    const Vec ar(a[r * lda + k]);           \
+    r0 = at::vec::fmadd(ar, b0, r0);        \
+    if constexpr (kPanelVectors == 2) {     \
+      r1 = at::vec::fmadd(ar, b1, r1);      \
+    }                                       \
   }
-#define MSRCNN_WINOGRAD_STORE(r, lo, hi) \
-  if constexpr (R > r) {                 \
-    lo.store(c + r * ldc);               \
-    hi.store(c + r * ldc + kV);          \
+#define MSRCNN_WINOGRAD_STORE(r, r0, r1)    \
+  if constexpr (R > r) {                    \
+    r0.store(c + r * ldc);                  \
+    if constexpr (kPanelVectors == 2) {     \
+      r1.store(c + r * ldc + kV);           \
+    }                                       \
   }
   if (accumulate) {
     MSRCNN_WINOGRAD_ROWS(MSRCNN_WINOGRAD_LOAD)
   }
   for (int64_t k = 0; k < depth; ++k) {
     const Vec b0 = Vec::loadu(b + k * kPanel);
-    const Vec b1 = Vec::loadu(b + k * kPanel + kV);
+    // One vector holds the whole panel row under AVX512: b1 is then unused (and not loaded).
+    const Vec b1 = kPanelVectors == 2 ? Vec::loadu(b + k * kPanel + kV) : b0;
     MSRCNN_WINOGRAD_ROWS(MSRCNN_WINOGRAD_FMA)
   }
   MSRCNN_WINOGRAD_ROWS(MSRCNN_WINOGRAD_STORE)
@@ -110,16 +131,17 @@ inline void micro_kernel(int64_t depth, const float* a, int64_t lda, const float
 #undef MSRCNN_WINOGRAD_ROWS
 }
 
+// micro_kernel<rows> for 1 <= rows <= R (a chunk's last micro-tile may be partial: the host
+// rounds chunks to 6 rows, half of AVX512's micro-tile).
+template <int R = kRows>
 void micro_kernel_rows(int rows, int64_t depth, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
                        bool accumulate) {
-  switch (rows) {
-    case 6: return micro_kernel<6>(depth, a, lda, b, c, ldc, accumulate);
-    case 5: return micro_kernel<5>(depth, a, lda, b, c, ldc, accumulate);
-    case 4: return micro_kernel<4>(depth, a, lda, b, c, ldc, accumulate);
-    case 3: return micro_kernel<3>(depth, a, lda, b, c, ldc, accumulate);
-    case 2: return micro_kernel<2>(depth, a, lda, b, c, ldc, accumulate);
-    default: return micro_kernel<1>(depth, a, lda, b, c, ldc, accumulate);
+  if constexpr (R > 1) {
+    if (rows < R) {
+      return micro_kernel_rows<R - 1>(rows, depth, a, lda, b, c, ldc, accumulate);
+    }
   }
+  micro_kernel<R>(depth, a, lda, b, c, ldc, accumulate);
 }
 
 // Floats between consecutive planes of a chunk of `count` tiles with rows of `ld` floats.
@@ -303,8 +325,10 @@ void transform_filter(const at::Tensor& weight, bool flip, at::Tensor& packed) {
   }
   auto read = [flip](int k) { return flip ? 8 - k : k; };
   // How a block's taps are read: each 3x3 filter 9 consecutive floats (a contiguous weight, or
-  // its transpose) are transposed 8x8 at a time; output channels 1 apart (a transposed
-  // channels-last weight) are loaded as vectors; other strides are gathered.
+  // its transpose) are transposed 8x8 at a time where vectors are 8 floats; output channels 1
+  // apart (a transposed channels-last weight) are loaded as vectors; other strides, and the
+  // contiguous filters too where vectors are 16 floats (AVX512, not timed), are gathered: the
+  // filter transform is a small part of a convolution's time.
   const bool filters_contiguous = weight.stride(3) == 1 && weight.stride(2) == 3;
   const bool channels_adjacent = stride_out == 1;
   const float* w = weight.const_data_ptr<float>();
@@ -327,12 +351,17 @@ void transform_filter(const at::Tensor& weight, bool flip, at::Tensor& packed) {
             g[k] = Vec::loadu(src + tap_offset[read(k)], lanes);
           }
         } else {
-          if (filters_contiguous && lanes == kV) {
-            at::vec::transpose_mxn<float, kV, kV>(src, stride_out, taps, kV);  // taps 0-7
-            for (int64_t l = 0; l < kV; ++l) {
-              taps[8 * kV + l] = src[l * stride_out + 8];
+          bool transposed = false;
+          if constexpr (kV == 8) {
+            if (filters_contiguous && lanes == kV) {
+              at::vec::transpose_mxn<float, 8, 8>(src, stride_out, taps, kV);  // taps 0-7
+              for (int64_t l = 0; l < kV; ++l) {
+                taps[8 * kV + l] = src[l * stride_out + 8];
+              }
+              transposed = true;
             }
-          } else {
+          }
+          if (!transposed) {
             std::fill(taps, taps + 9 * kV, 0.0f);
             for (int64_t l = 0; l < lanes; ++l) {
               for (int k = 0; k < 9; ++k) {

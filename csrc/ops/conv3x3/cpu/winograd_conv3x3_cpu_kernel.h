@@ -1,6 +1,7 @@
 #pragma once
 
-// conv3x3's Winograd CPU kernels (stride 1), compiled once per CPU capability (DEFAULT, AVX2).
+// conv3x3's Winograd CPU kernels (stride 1), compiled once per CPU capability (DEFAULT, AVX2,
+// AVX512).
 
 #include <ATen/core/Tensor.h>
 
@@ -9,8 +10,13 @@
 namespace msrcnn::winograd_conv3x3 {
 
 // Output channels per panel of the transformed filters: the width of the GEMM micro-kernel
-// (two AVX2 vectors of float).
+// (two vectors of 8 floats, or one AVX-512 vector of 16), the same in every build: the host
+// packs the filters with it.
 constexpr int64_t kPanel = 16;
+
+// The weight gradient's transformed rows (v and w of transform_tiles_kernel) have a multiple
+// of this many floats: whole vectors in every build (AVX512's are 16 floats).
+constexpr int64_t kRowQuantum = 16;
 
 // Panels that hold `out_channels` (the last one zero-padded).
 inline int64_t panels_of(int64_t out_channels) {
@@ -34,7 +40,7 @@ inline int64_t panels_of(int64_t out_channels) {
 // The weight gradient's two transforms (its E products are ATen's batched GEMM, between them):
 // transform_tiles_kernel: input [N, Cin, H, W] and grad [N, Cout, H, W] float with channel
 // stride 1; v [E, >= count, >= Cin] and w [E, >= count, >= Cout] float with row stride a
-// multiple of the vector width and unit column stride. For the tiles [first, first + count):
+// multiple of kRowQuantum floats and unit column stride. For the tiles [first, first + count):
 // v[xi, t, ci] = (B^T d B)[xi] of input channel ci and w[xi, t, co] = (A dy A^T)[xi] of the
 // output gradient's channel co (its tile x tile block, zero outside the map).
 // filter_gradient_kernel: grad_u [E, Cout, Cin] float contiguous (the gradient of the
@@ -51,6 +57,7 @@ inline int64_t panels_of(int64_t out_channels) {
 
 MSRCNN_DECLARE_WINOGRAD_CONV3X3_CPU_KERNELS(DEFAULT)
 MSRCNN_DECLARE_WINOGRAD_CONV3X3_CPU_KERNELS(AVX2)
+MSRCNN_DECLARE_WINOGRAD_CONV3X3_CPU_KERNELS(AVX512)
 
 #undef MSRCNN_DECLARE_WINOGRAD_CONV3X3_CPU_KERNELS
 

@@ -1,6 +1,6 @@
 #pragma once
 
-// mask_pool_concat's CPU kernels, compiled once per CPU capability (DEFAULT, AVX2).
+// mask_pool_concat's CPU kernels, compiled once per CPU capability (DEFAULT, AVX2, AVX512).
 // Parallel over RoIs; each RoI's outputs are written by one thread (deterministic, no
 // atomics), every element of each output exactly once (no separate zero fill).
 
@@ -22,6 +22,7 @@ namespace msrcnn::mask_pool_concat {
 
 MSRCNN_DECLARE_MASK_POOL_CONCAT_CPU_KERNELS(DEFAULT)
 MSRCNN_DECLARE_MASK_POOL_CONCAT_CPU_KERNELS(AVX2)
+MSRCNN_DECLARE_MASK_POOL_CONCAT_CPU_KERNELS(AVX512)
 
 #undef MSRCNN_DECLARE_MASK_POOL_CONCAT_CPU_KERNELS
 

@@ -1,6 +1,6 @@
 // maskiou_targets CPU kernels over maskiou_targets_math.h. Compiled once per CPU capability:
-// CPU_CAPABILITY is DEFAULT or AVX2 (see setup.py); the plain loops below are written for the
-// compiler to vectorise (byte compares, widening, float FMAs).
+// CPU_CAPABILITY is DEFAULT, AVX2 or AVX512 (see setup.py); the plain loops below are written
+// for the compiler to vectorise (byte compares, widening, float FMAs).
 //
 // Pass 1, parallel over the matched ground truths: one read of the mask finds its bounding
 // box and area; a summed-area table is built over the bounding box only (a COCO instance

@@ -1,6 +1,6 @@
 #pragma once
 
-// maskiou_targets' CPU kernels, compiled once per CPU capability (DEFAULT, AVX2).
+// maskiou_targets' CPU kernels, compiled once per CPU capability (DEFAULT, AVX2, AVX512).
 
 #include <ATen/core/Tensor.h>
 
@@ -18,6 +18,7 @@ namespace msrcnn::maskiou_targets {
 
 MSRCNN_DECLARE_MASKIOU_TARGETS_CPU_KERNELS(DEFAULT)
 MSRCNN_DECLARE_MASKIOU_TARGETS_CPU_KERNELS(AVX2)
+MSRCNN_DECLARE_MASKIOU_TARGETS_CPU_KERNELS(AVX512)
 
 #undef MSRCNN_DECLARE_MASKIOU_TARGETS_CPU_KERNELS
 

@@ -1,5 +1,5 @@
 // paste_masks CPU kernel over paste_masks_math.h. Compiled once per CPU capability:
-// CPU_CAPABILITY is DEFAULT or AVX2 (see setup.py).
+// CPU_CAPABILITY is DEFAULT, AVX2 or AVX512 (see setup.py).
 //
 // Per mask: every output row outside the pasted region is zero-filled; inside it, bilinear
 // interpolation is split by axis (ATen computes each output as

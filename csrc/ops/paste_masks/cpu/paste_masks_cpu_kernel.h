@@ -1,6 +1,6 @@
 #pragma once
 
-// paste_masks' CPU kernel, compiled once per CPU capability (DEFAULT, AVX2).
+// paste_masks' CPU kernel, compiled once per CPU capability (DEFAULT, AVX2, AVX512).
 
 #include <ATen/core/Tensor.h>
 
@@ -21,6 +21,7 @@ namespace msrcnn::paste_masks {
 
 MSRCNN_DECLARE_PASTE_MASKS_CPU_KERNELS(DEFAULT)
 MSRCNN_DECLARE_PASTE_MASKS_CPU_KERNELS(AVX2)
+MSRCNN_DECLARE_PASTE_MASKS_CPU_KERNELS(AVX512)
 
 #undef MSRCNN_DECLARE_PASTE_MASKS_CPU_KERNELS
 

@@ -1,5 +1,5 @@
 // RoIAlign CPU kernels over roi_align_math.h. Compiled once per CPU capability: CPU_CAPABILITY
-// is DEFAULT or AVX2 (see setup.py), and at::vec::Vectorized follows it.
+// is DEFAULT, AVX2 or AVX512 (see setup.py), and at::vec::Vectorized follows it.
 //
 // Forward, NHWC features: parallel over RoIs; each RoI's bilinear taps are computed once and
 // reused across channels, and every tap is a contiguous run of C values, so the loop over

@@ -1,7 +1,8 @@
 #pragma once
 
 // RoIAlign's vectorised CPU kernels, compiled once per CPU capability (setup.py builds
-// roi_align_cpu_kernel.cpp into namespaces DEFAULT and AVX2; MSRCNN_CPU_DISPATCH picks one).
+// roi_align_cpu_kernel.cpp into namespaces DEFAULT, AVX2 and AVX512; MSRCNN_CPU_DISPATCH
+// picks one).
 
 #include <ATen/core/Tensor.h>
 
@@ -29,6 +30,7 @@ namespace msrcnn::roi_align {
 
 MSRCNN_DECLARE_ROI_ALIGN_CPU_KERNELS(DEFAULT)
 MSRCNN_DECLARE_ROI_ALIGN_CPU_KERNELS(AVX2)
+MSRCNN_DECLARE_ROI_ALIGN_CPU_KERNELS(AVX512)
 
 #undef MSRCNN_DECLARE_ROI_ALIGN_CPU_KERNELS
 

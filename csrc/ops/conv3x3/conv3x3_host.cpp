@@ -126,8 +126,8 @@ std::atomic<int64_t> forced_tile{0};
 }  // namespace
 
 void set_winograd_tile(int64_t tile) {
-  TORCH_CHECK_VALUE(tile >= 0 && tile <= 4 && tile != 3,
-                    "msrcnn: Winograd tile must be 0 (by map size), 1 (direct GEMM), 2 or 4, got ", tile);
+  TORCH_CHECK_VALUE(tile == 0 || tile == 2 || tile == 4,
+                    "msrcnn: Winograd tile must be 0 (by map size), 2 or 4, got ", tile);
   forced_tile.store(tile, std::memory_order_relaxed);
 }
 

@@ -24,7 +24,6 @@
 #include "common/checks.h"
 #include "common/cpu_capability.h"
 #include "ops/conv3x3/conv3x3_host.h"
-#include "ops/conv3x3/cpu/conv3x3_direct_cpu.h"
 #include "ops/conv3x3/cpu/winograd_conv3x3_cpu_kernel.h"
 #include "ops/conv3x3/winograd_conv3x3_math.h"
 
@@ -36,31 +35,20 @@ using winograd_conv3x3::kRowQuantum;
 using winograd_conv3x3::panels_of;
 using winograd_conv3x3::tiles_along;
 
-// The "tile" of the direct path (conv3x3_direct_cpu.h): one output per tile, no transforms.
-constexpr int64_t kDirect = 1;
-
-// Direct GEMM over im2col columns instead of Winograd: where the pixels are few for the
-// channels. PLACEHOLDER
-bool direct_pays(int64_t pixels, int64_t in_channels, int64_t out_channels) {
-  return false;
-}
-
 // Which Winograd algorithm a stride-1 convolution gets, unless set_winograd_tile() forced one:
-// F(4x4, 3x3) (tile 4) on maps of at least 20 x 20 with at most 256 x 256 channels, F(2x2, 3x3)
-// (tile 2) otherwise. Measured on a 2-core AMD EPYC (AVX2), forward, input and weight gradient:
-// F(4x4) ran 1.3-1.6x faster at 64 and 128 channels from 20 x 20 to 152 x 200, 1.1-1.45x at
-// 256 channels from 24 x 32 on (about even at 28 x 28); slower on 14 x 14 maps (4x4 tiles waste
-// 30 % of a 14 x 14 map; 0.6-0.95x) and 3x slower at 512 x 512 channels, whose 36 transformed
-// filter planes (38 MB) no longer fit the cache that each chunk of tiles streams them from.
-int64_t winograd_tile(int64_t batch, int64_t height, int64_t width, int64_t in_channels, int64_t out_channels) {
+// F(4x4, 3x3) (tile 4) on maps of at least 14 x 14 with at most 256 x 256 channels, F(2x2, 3x3)
+// (tile 2) otherwise. Measured on a 2-core AMD EPYC (AVX2), forward, input and weight gradient
+// (docs/triton_conv3x3.md has the table): F(4x4) is 1.2-1.6x faster at 64 and 128 channels from
+// 14 x 14 on, 1.0-1.3x at 256 channels; slower on 7 x 7 maps (2 x 2 tiles of 4 x 4 outputs where
+// F(2x2) has 4 x 4 tiles that fit) and 3-5x slower at 512 x 512 channels, whose 36 transformed
+// filter planes (38 MB) stream from memory for every chunk of tiles. (A direct im2col GEMM was
+// tried for small maps with many channels: slower than F(2x2) in isolation and in training.)
+int64_t winograd_tile(int64_t height, int64_t width, int64_t in_channels, int64_t out_channels) {
   const int64_t forced = forced_winograd_tile();
   if (forced != 0) {
     return forced;
   }
-  if (direct_pays(batch * height * width, in_channels, out_channels)) {
-    return kDirect;
-  }
-  constexpr int64_t kMinSide = 20;
+  constexpr int64_t kMinSide = 14;
   constexpr int64_t kMaxChannelProduct = 256 * 256;
   const bool large_map = height >= kMinSide && width >= kMinSide;
   return large_map && in_channels * out_channels <= kMaxChannelProduct ? 4 : 2;
@@ -115,14 +103,10 @@ at::Tensor forward_float(const at::Tensor& input, const at::Tensor& weight, cons
   }
   // The kernel reads channels contiguous, with any strides of N, H and W.
   const at::Tensor x = input.stride(1) == 1 ? input : input.contiguous(at::MemoryFormat::ChannelsLast);
-  const int64_t tile = winograd_tile(input.size(0), input.size(2), input.size(3), input.size(1), weight.size(0));
+  const int64_t tile = winograd_tile(input.size(2), input.size(3), input.size(1), weight.size(0));
   std::optional<at::Tensor> b;
   if (bias.has_value()) {
     b = bias->contiguous();
-  }
-  if (tile == kDirect) {
-    direct_forward(x, weight, b, relu, flip, output);
-    return output;
   }
   const at::Tensor packed = transform_filter(weight, flip, tile);
   const int64_t tiles = input.size(0) * tiles_along(input.size(2), tile) * tiles_along(input.size(3), tile);
@@ -164,7 +148,7 @@ std::tuple<at::Tensor, at::Tensor> backward_weight_float(const at::Tensor& grad,
   const int64_t out_channels = grad.size(1);
   const int64_t in_channels = input.size(1);
   at::Tensor grad_bias = grad.sum({0, 2, 3});
-  const int64_t tile = winograd_tile(input.size(0), input.size(2), input.size(3), in_channels, out_channels);
+  const int64_t tile = winograd_tile(input.size(2), input.size(3), in_channels, out_channels);
   const int64_t elements = elements_of(tile);
   const int64_t tiles = input.size(0) * tiles_along(input.size(2), tile) * tiles_along(input.size(3), tile);
   if (tiles == 0 || in_channels == 0 || out_channels == 0) {
@@ -173,9 +157,6 @@ std::tuple<at::Tensor, at::Tensor> backward_weight_float(const at::Tensor& grad,
   // The kernels read channels contiguous, with any strides of N, H and W.
   const at::Tensor x = input.stride(1) == 1 ? input : input.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor dy = grad.stride(1) == 1 ? grad : grad.contiguous(at::MemoryFormat::ChannelsLast);
-  if (tile == kDirect) {
-    return {direct_backward_weight(dy, x), grad_bias};
-  }
   const int64_t chunk = weight_gradient_chunk(tiles, elements, in_channels, out_channels);
   // Rows padded to whole vectors of every build: the transforms store whole vectors.
   auto row_floats = [](int64_t channels) { return (channels + kRowQuantum - 1) / kRowQuantum * kRowQuantum; };

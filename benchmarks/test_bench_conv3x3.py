@@ -1,6 +1,7 @@
 """msrcnn::conv3x3 against ATen's convolution, on each device: the kernels the dispatcher picks.
 
-CPU: the C++ Winograd F(2x2, 3x3) kernel of msrcnn::conv3x3 (stride 1, float32) against ATen's
+CPU: the C++ Winograd kernels of msrcnn::conv3x3 (stride 1, float32; F(4x4, 3x3) or F(2x2, 3x3)
+by map size and channels, docs/triton_conv3x3.md) against ATen's
 F.conv2d (oneDNN's direct convolution: no Winograd on AVX2), side by side (benchmarks/conftest.py
 ``measure``). Both sides get the same channels-last float32 tensors (the model's layout;
 oneDNN's fastest) and both write channels-last outputs. Cases:

@@ -62,5 +62,7 @@ def test_two_process_ddp_step_equals_the_single_process_step(tmp_path, rectangle
     initial = build_model(cfg, num_classes=3).state_dict()
     largest_step = max((one["model"][n] - initial[n]).abs().max().item() for n in initial)
     assert largest_step > 1e-2  # the step is large next to the tolerance below
+    # The two runs sum the gradients in different orders (per process, then all-reduced), and the
+    # 3x3 convs' Winograd F(4x4, 3x3) rounds at ~1e-4 of their outputs' scale: 7.8e-6 measured.
     for name, value in one["model"].items():
-        torch.testing.assert_close(two["model"][name], value, rtol=0, atol=2e-6, msg=name)
+        torch.testing.assert_close(two["model"][name], value, rtol=0, atol=2e-5, msg=name)

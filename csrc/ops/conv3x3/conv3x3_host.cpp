@@ -8,6 +8,7 @@
 #include <ATen/ops/zeros.h>
 
 #include "common/checks.h"
+#include "common/large_tensors.h"
 
 namespace msrcnn::conv3x3 {
 
@@ -36,7 +37,7 @@ void check_args(const at::Tensor& input, const at::Tensor& weight, const std::op
 }
 
 at::Tensor empty_output(const at::Tensor& input, const at::Tensor& weight, int64_t stride) {
-  return at::empty(
+  return empty_huge_pages(
       {input.size(0), weight.size(0), output_size(input.size(2), stride), output_size(input.size(3), stride)},
       input.options(), at::MemoryFormat::ChannelsLast);
 }

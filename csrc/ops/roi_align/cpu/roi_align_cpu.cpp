@@ -12,6 +12,7 @@
 
 #include "common/checks.h"
 #include "common/cpu_capability.h"
+#include "common/large_tensors.h"
 #include "ops/roi_align/cpu/roi_align_cpu_kernel.h"
 #include "ops/roi_align/roi_align_host.h"
 
@@ -90,7 +91,7 @@ at::Tensor to_layout(const at::Tensor& t, at::MemoryFormat format, std::optional
   if (!dense) {
     return t.to(type, false, false, format);
   }
-  at::Tensor out = at::empty(t.sizes(), t.options().dtype(type), format);
+  at::Tensor out = empty_huge_pages(t.sizes(), t.options().dtype(type), format);
   MSRCNN_CPU_DISPATCH(::msrcnn::roi_align, copy_layout, t, out);
   return out;
 }
@@ -130,7 +131,7 @@ void backward_by_element(
 at::Tensor allocate_output(at::TensorList features, const at::Tensor& rois, const PoolParams& pool, const char* op) {
   const at::Tensor& first = features[0];
   try {
-    return at::empty({rois.size(0), first.size(1), pool.pooled_height, pool.pooled_width}, first.options());
+    return empty_huge_pages({rois.size(0), first.size(1), pool.pooled_height, pool.pooled_width}, first.options());
   } catch (const c10::Error& e) {
     C10_THROW_ERROR(
         ValueError,
@@ -188,8 +189,8 @@ std::vector<at::Tensor> backward_cpu(
   }
   std::vector<at::Tensor> buffers;
   for (size_t i = 0; i < heights.size(); ++i) {
-    buffers.push_back(at::empty({batch_size, channels, heights[i], widths[i]}, grad.options().dtype(acc_type),
-                                nhwc[i] ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous)
+    buffers.push_back(empty_huge_pages({batch_size, channels, heights[i], widths[i]}, grad.options().dtype(acc_type),
+                                       nhwc[i] ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous)
                           .zero_());
   }
   if (grad.numel() > 0) {

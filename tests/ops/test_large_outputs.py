@@ -48,12 +48,12 @@ def test_plain_allocations_are_not_eligible():
     assert thp_eligible(middle(torch.empty(400, 256, 7, 7))) == 0
 
 
-def test_roi_align_output_and_gradient_are_advised():
+def test_roi_align_output_and_converted_gradient_are_advised():
     x = torch.randn(1, 256, 100, 136, requires_grad=True)  # 14 MB
     boxes = [torch.tensor([[10.0, 10.0, 300.0, 200.0]]).repeat(400, 1)]
     out = ops.roi_align(x, boxes, 7, 0.25, 2)  # 400 x 256 x 7 x 7 floats: 20 MB
     assert thp_eligible(middle(out)) == 1
-    out.backward(torch.ones_like(out))
+    out.backward(torch.ones_like(out))  # dense RoIs: accumulated channels-last, converted to NCHW
     assert thp_eligible(middle(x.grad)) == 1
 
 

@@ -187,10 +187,12 @@ std::vector<at::Tensor> backward_cpu(
   if (engine == Engine::Vectorised && !channels_last && channels > 1) {
     nhwc = levels_worth_nhwc(rois_acc, params, batch_size, heights, widths);
   }
+  // The accumulation buffers stay in 4 KiB pages: in huge pages the 4 FPN levels of an
+  // 800x1088 image made 100 RoIs at 14x14, forward + backward, 14% slower (98 -> 112 ms).
   std::vector<at::Tensor> buffers;
   for (size_t i = 0; i < heights.size(); ++i) {
-    buffers.push_back(empty_huge_pages({batch_size, channels, heights[i], widths[i]}, grad.options().dtype(acc_type),
-                                       nhwc[i] ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous)
+    buffers.push_back(at::empty({batch_size, channels, heights[i], widths[i]}, grad.options().dtype(acc_type),
+                                nhwc[i] ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous)
                           .zero_());
   }
   if (grad.numel() > 0) {

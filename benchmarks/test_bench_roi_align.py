@@ -17,12 +17,12 @@ leaves each round, the output's gradient a fixed random tensor; the time include
 the maps' gradients. The foundation issue measured torchvision here at 0.76 s single-level
 forward, 2.7 s forward+backward, 0.60 s multi-level 7x7, 0.15 s multi-level 14x14.
 
-Missed on this 2-core AVX2 CPU (the run fails on them; issue 14 is the work to meet them): the
-NCHW forward rows, which read NCHW levels in place, channel-major, a bin within 8 columns one
-8-float row load at a time. Their ratios move a lot from run to run on this shared machine
-(both sides' times): on 2026-11-26 single-level 7.2-12.9x, multi-level 1000 RoIs 6.8-11.2x,
-100 RoIs 7.9-8.4x. Every forward+backward row and every channels-last row has met its target
-in those runs (the channels-last multi-level forward at 1000 RoIs with the least margin, 11.9x).
+On this 2-core AVX2 CPU (2026-11-26) the ratios move a lot from run to run, both sides' times
+by up to 1.5x: NCHW single-level forward 7.2-13x, multi-level forward at 1000 RoIs 6.8-11x
+(NCHW levels read in place, channel-major, a bin within 8 columns one 8-float row load at a
+time; large outputs in huge pages). Missed in every run (the run fails on them; issue 14 is
+the work to meet them): the NCHW multi-level forward at 100 RoIs (7.9-8.4x), and in some runs
+its forward+backward (4.1-5.4x against 5x).
 """
 
 from collections import OrderedDict

@@ -281,10 +281,11 @@ inline void forward_nchw_unit(const AxisTables<T>& tables, const ForwardArgs<sca
   }
 }
 
-#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
 // Columns one row window covers: a bin whose column taps span at most this many columns is
 // computed row by row, each of its rows one 8-float load times the bin's column weights.
 constexpr int64_t kRowWindow = 8;
+
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
 
 // [sum(a[0]), ..., sum(a[7])].
 inline __m256 horizontal_sums(const __m256* a) {
@@ -500,31 +501,8 @@ inline int64_t grad_offset(int64_t b, const int64_t* gs, const PoolParams& pool)
   return b / pool.pooled_width * gs[2] + b % pool.pooled_width * gs[3];
 }
 
-// One table of one RoI: its gradient into channels [c_begin, c_end) of one image of one
-// NCHW level.
-template <typename grad_t, typename T>
-void backward_roi_nchw(const RoITaps<T>& rt, const grad_t* grad_k, const int64_t* gs, T* base,
-                       const LevelTable<T>& lv, int level, const PoolParams& pool, int64_t c_begin, int64_t c_end,
-                       std::vector<int64_t>& offsets) {
-  const T divisor = rt.divisor;
-  offsets.resize(rt.end_bin - rt.first_bin);
-  for (int64_t b = rt.first_bin; b < rt.end_bin; ++b) {
-    offsets[b - rt.first_bin] = grad_offset(b, gs, pool);
-  }
-  for (int64_t c = c_begin; c < c_end; ++c) {
-    T* plane = base + c * lv.stride_c[level];
-    for (int64_t b = rt.first_bin; b < rt.end_bin; ++b) {
-      const T g = static_cast<T>(grad_k[c * gs[1] + offsets[b - rt.first_bin]]) / divisor;
-      for (const Tap<T>* tap = rt.bin_taps(b); tap != rt.bin_taps_end(b); ++tap) {
-        for (int corner = 0; corner < 4; ++corner) {
-          plane[tap->offset[corner]] += g * tap->weight[corner];
-        }
-      }
-    }
-  }
-}
-
-// Same for an NHWC level: the channel range is contiguous at every tap, so it is vectorised.
+// One table of one RoI: its gradient into channels [c_begin, c_end) of one image of one NHWC
+// level; the channel range is contiguous at every tap, so it is vectorised.
 template <typename grad_t, typename T>
 void backward_roi_nhwc(const RoITaps<T>& rt, const grad_t* grad_k, const int64_t* gs, T* base,
                        const PoolParams& pool, int64_t c_begin, int64_t c_end, T* g_lanes) {
@@ -548,6 +526,70 @@ void backward_roi_nhwc(const RoITaps<T>& rt, const grad_t* grad_k, const int64_t
         }
         for (; j < width; ++j) {
           dst[j] += g_lanes[j] * w;
+        }
+      }
+    }
+  }
+}
+
+// One RoI of `tables` (its index in the output: tables.index[r]): its gradient into one channel
+// plane of an NCHW level. The transpose of the forward's sums: each bin's gradient spread over
+// its row taps times its column taps. Where the column taps fall within kRowWindow columns
+// (float, AVX2/AVX-512 builds, rows of at least kRowWindow), each row takes one 8-float
+// read-modify-write instead of a scalar one per tap.
+template <typename grad_t, typename T>
+void backward_nchw_plane(const AxisTables<T>& tables, int64_t r, const grad_t* grad_c, const int64_t* gs,
+                         const PoolParams& pool, int64_t width, bool rows_apply, T* plane) {
+  const int64_t PH = pool.pooled_height;
+  const int64_t PW = pool.pooled_width;
+  const AxisTap<T>* taps = tables.taps.data();
+  const int64_t* rows = tables.rows.data() + r * (PH + 1);
+  const int64_t* columns = tables.columns.data() + r * (PW + 1);
+  const T divisor = tables.divisor[r];
+  for (int64_t pw = 0; pw < PW; ++pw) {
+    const AxisTap<T>* x_begin = taps + columns[pw];
+    const AxisTap<T>* x_end = taps + columns[pw + 1];
+    if (x_begin == x_end) {
+      continue;
+    }
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+    if constexpr (std::is_same_v<T, float>) {
+      int64_t first = width, last = -1;
+      for (const AxisTap<T>* x = x_begin; x != x_end; ++x) {
+        first = std::min(first, x->low);
+        last = std::max(last, x->high);
+      }
+      if (rows_apply && last - first < kRowWindow) {
+        const int64_t start = std::min(first, width - kRowWindow);
+        alignas(32) float weights[kRowWindow] = {};
+        for (const AxisTap<T>* x = x_begin; x != x_end; ++x) {
+          weights[x->low - start] += x->h;
+          weights[x->high - start] += x->l;
+        }
+        const __m256 column_weights = _mm256_load_ps(weights);
+        for (int64_t ph = 0; ph < PH; ++ph) {
+          const float g = static_cast<float>(grad_c[ph * gs[2] + pw * gs[3]]) / divisor;
+          for (const AxisTap<T>* y = taps + rows[ph]; y != taps + rows[ph + 1]; ++y) {
+            float* low = plane + y->low + start;
+            float* high = plane + y->high + start;
+            _mm256_storeu_ps(low, _mm256_fmadd_ps(column_weights, _mm256_set1_ps(g * y->h), _mm256_loadu_ps(low)));
+            _mm256_storeu_ps(high, _mm256_fmadd_ps(column_weights, _mm256_set1_ps(g * y->l), _mm256_loadu_ps(high)));
+          }
+        }
+        continue;
+      }
+    }
+#endif
+    (void)rows_apply;
+    (void)width;
+    for (int64_t ph = 0; ph < PH; ++ph) {
+      const T g = static_cast<T>(grad_c[ph * gs[2] + pw * gs[3]]) / divisor;
+      for (const AxisTap<T>* y = taps + rows[ph]; y != taps + rows[ph + 1]; ++y) {
+        for (const AxisTap<T>* x = x_begin; x != x_end; ++x) {
+          plane[y->low + x->low] += g * y->h * x->h;
+          plane[y->low + x->high] += g * y->h * x->l;
+          plane[y->high + x->low] += g * y->l * x->h;
+          plane[y->high + x->high] += g * y->l * x->l;
         }
       }
     }
@@ -581,8 +623,8 @@ void backward_impl(const BackwardArgs<grad_t, T>& args, int64_t num_rois) {
 
   at::parallel_for(0, num_units, 1, [&](int64_t begin, int64_t end) {
     RoITaps<T> rt;
+    AxisTables<T> tables;
     std::vector<T> g_lanes(chunk);
-    std::vector<int64_t> offsets;
     for (int64_t u = begin; u < end; ++u) {
       const int64_t group = busy[u / chunks_per_group];
       const int64_t c_begin = (u % chunks_per_group) * chunk;
@@ -590,6 +632,25 @@ void backward_impl(const BackwardArgs<grad_t, T>& args, int64_t num_rois) {
       const int level = static_cast<int>(group / lv.batch);
       const int64_t batch = group % lv.batch;
       T* base = args.grad_features[level] + batch * lv.stride_n[level];
+      if (!is_nhwc(lv, level)) {
+        // NCHW: channel-major, each plane taking every RoI's gradient while it is in cache,
+        // from the RoIs' separable row and column taps.
+        tables.clear();
+        for (int64_t i = groups.begin[group]; i < groups.begin[group + 1]; ++i) {
+          const int64_t k = groups.order[i];
+          tables.add(k, args.rois + k * 5, level, batch, lv, args.pool);
+        }
+        const int64_t count = static_cast<int64_t>(tables.index.size());
+        const bool rows_apply = lv.stride_w[level] == 1 && lv.width[level] >= kRowWindow;
+        for (int64_t c = c_begin; c < c_end; ++c) {
+          T* plane = base + c * lv.stride_c[level];
+          for (int64_t r = 0; r < count; ++r) {
+            const grad_t* grad_c = args.grad_output + tables.index[r] * args.grad_stride[0] + c * args.grad_stride[1];
+            backward_nchw_plane(tables, r, grad_c, args.grad_stride, args.pool, lv.width[level], rows_apply, plane);
+          }
+        }
+        continue;
+      }
       for (int64_t i = groups.begin[group]; i < groups.begin[group + 1]; ++i) {
         const int64_t k = groups.order[i];
         const grad_t* grad_k = args.grad_output + k * args.grad_stride[0];
@@ -598,11 +659,7 @@ void backward_impl(const BackwardArgs<grad_t, T>& args, int64_t num_rois) {
           if (rt.taps.empty()) {
             continue;  // these bins are off the map (or have an empty grid): no gradient
           }
-          if (is_nhwc(lv, level)) {
-            backward_roi_nhwc(rt, grad_k, args.grad_stride, base, args.pool, c_begin, c_end, g_lanes.data());
-          } else {
-            backward_roi_nchw(rt, grad_k, args.grad_stride, base, lv, level, args.pool, c_begin, c_end, offsets);
-          }
+          backward_roi_nhwc(rt, grad_k, args.grad_stride, base, args.pool, c_begin, c_end, g_lanes.data());
         }
       }
     }

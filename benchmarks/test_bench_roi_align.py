@@ -20,9 +20,9 @@ forward, 2.7 s forward+backward, 0.60 s multi-level 7x7, 0.15 s multi-level 14x1
 On this 2-core AVX2 CPU (2026-11-26) the ratios move a lot from run to run, both sides' times
 by up to 1.5x: NCHW single-level forward 7.2-13x, multi-level forward at 1000 RoIs 6.8-11x
 (NCHW levels read in place, channel-major, a bin within 8 columns one 8-float row load at a
-time; large outputs in huge pages). Missed in every run (the run fails on them; issue 14 is
-the work to meet them): the NCHW multi-level forward at 100 RoIs (7.9-8.4x), and in some runs
-its forward+backward (4.1-5.4x against 5x).
+time; large outputs in huge pages). Missed in every run (the run fails on it; issue 14 is the
+work to meet it): the NCHW multi-level forward at 100 RoIs (7.9-8.4x). Its forward+backward,
+4.1-5.4x before the NCHW backward went channel-major, measured 8.7x after.
 """
 
 from collections import OrderedDict

@@ -144,6 +144,15 @@ void micro_kernel_rows(int rows, int64_t depth, const float* a, int64_t lda, con
   micro_kernel<R>(depth, a, lda, b, c, ldc, accumulate);
 }
 
+// Image, tile row and tile column of tile number `tile` (tiles numbered image by image, row-major).
+struct TilePosition {
+  int64_t n, ty, tx;
+};
+
+inline TilePosition tile_position(const Geometry& g, int64_t tile) {
+  return {tile / g.tiles_per_image, (tile % g.tiles_per_image) / g.tiles_w, tile % g.tiles_w};
+}
+
 // Floats between consecutive planes of a chunk of `count` tiles with rows of `ld` floats.
 int64_t plane_stride(int64_t count, int64_t ld) {
   return count * ld + kPlanePad;
@@ -155,10 +164,7 @@ void transform_inputs(const Geometry& g, const float* input, const float* zeros,
                       int64_t plane, float* v) {
   const int64_t channels = g.in_channels;
   for (int64_t t = 0; t < count; ++t) {
-    const int64_t tile = first + t;
-    const int64_t n = tile / g.tiles_per_image;
-    const int64_t ty = (tile % g.tiles_per_image) / g.tiles_w;
-    const int64_t tx = tile % g.tiles_w;
+    const auto [n, ty, tx] = tile_position(g, first + t);
     const float* src[W::kElements];
     for (int i = 0; i < W::kIn; ++i) {
       const int64_t y = ty * W::kOut - 1 + i;
@@ -216,10 +222,7 @@ void transform_outputs(const Geometry& g, const float* m, const float* bias, boo
   const int64_t channels = g.out_channels;
   const Vec zero(0.0f);
   for (int64_t t = 0; t < count; ++t) {
-    const int64_t tile = first + t;
-    const int64_t n = tile / g.tiles_per_image;
-    const int64_t ty = (tile % g.tiles_per_image) / g.tiles_w;
-    const int64_t tx = tile % g.tiles_w;
+    const auto [n, ty, tx] = tile_position(g, first + t);
     float* dst[W::kOut * W::kOut];
     for (int i = 0; i < W::kOut; ++i) {
       const int64_t y = ty * W::kOut + i;
@@ -257,10 +260,7 @@ void transform_output_gradients(const Geometry& g, const float* grad, const floa
                                 int64_t count, int64_t plane, int64_t ld, float* w) {
   const int64_t channels = g.out_channels;
   for (int64_t t = 0; t < count; ++t) {
-    const int64_t tile = first + t;
-    const int64_t n = tile / g.tiles_per_image;
-    const int64_t ty = (tile % g.tiles_per_image) / g.tiles_w;
-    const int64_t tx = tile % g.tiles_w;
+    const auto [n, ty, tx] = tile_position(g, first + t);
     const float* src[W::kOut * W::kOut];
     for (int i = 0; i < W::kOut; ++i) {
       const int64_t y = ty * W::kOut + i;

@@ -235,45 +235,61 @@ constexpr size_t kMaxAxisTaps = size_t{1} << 18;
 // their sums are independent chains the CPU overlaps.
 constexpr int64_t kChannelsPerUnit = 8;
 
-// out[k, c0 .. c0 + n) of RoI r of `tables`, n <= kChannelsPerUnit.
+// The n channel planes a unit reads (RoI r's image and level, channels c0 ...) and the n
+// [PH, PW] outputs it writes.
 template <int n, typename scalar_t, typename T>
-inline void forward_nchw_unit(const AxisTables<T>& tables, const ForwardArgs<scalar_t, T>& args, int64_t r,
-                              int64_t c0, scalar_t* output) {
+inline void unit_pointers(const AxisTables<T>& tables, const ForwardArgs<scalar_t, T>& args, int64_t r, int64_t c0,
+                          scalar_t* output, const scalar_t** planes, scalar_t** out) {
   const LevelTable<T>& lv = args.levels;
-  const int64_t PH = args.pool.pooled_height;
-  const int64_t PW = args.pool.pooled_width;
-  const int64_t num_bins = PH * PW;
-  const AxisTap<T>* taps = tables.taps.data();
   const int lvl = tables.level[r];
-  const scalar_t* planes[n];
-  scalar_t* out[n];
+  const int64_t num_bins = args.pool.pooled_height * args.pool.pooled_width;
   for (int i = 0; i < n; ++i) {
     planes[i] = args.features[lvl] + tables.base[r] + (c0 + i) * lv.stride_c[lvl];
     out[i] = output + (tables.index[r] * lv.channels + c0 + i) * num_bins;
   }
+}
+
+// sum[i] += the bin's samples of planes[i], i < n: its row taps [y_begin, y_end) times its
+// column taps [x_begin, x_end), tap by tap.
+template <int n, typename scalar_t, typename T>
+inline void add_bin_taps(const AxisTap<T>* y_begin, const AxisTap<T>* y_end, const AxisTap<T>* x_begin,
+                         const AxisTap<T>* x_end, const scalar_t* const* planes, T* sum) {
+  for (const AxisTap<T>* y = y_begin; y != y_end; ++y) {
+    for (const AxisTap<T>* x = x_begin; x != x_end; ++x) {
+      const T w0 = y->h * x->h;
+      const T w1 = y->h * x->l;
+      const T w2 = y->l * x->h;
+      const T w3 = y->l * x->l;
+      const int64_t o0 = y->low + x->low;
+      const int64_t o1 = y->low + x->high;
+      const int64_t o2 = y->high + x->low;
+      const int64_t o3 = y->high + x->high;
+      for (int i = 0; i < n; ++i) {
+        const scalar_t* p = planes[i];
+        sum[i] += w0 * static_cast<T>(p[o0]) + w1 * static_cast<T>(p[o1]) + w2 * static_cast<T>(p[o2]) +
+            w3 * static_cast<T>(p[o3]);
+      }
+    }
+  }
+}
+
+// out[k, c0 .. c0 + n) of RoI r of `tables`, n <= kChannelsPerUnit.
+template <int n, typename scalar_t, typename T>
+inline void forward_nchw_unit(const AxisTables<T>& tables, const ForwardArgs<scalar_t, T>& args, int64_t r,
+                              int64_t c0, scalar_t* output) {
+  const int64_t PH = args.pool.pooled_height;
+  const int64_t PW = args.pool.pooled_width;
+  const AxisTap<T>* taps = tables.taps.data();
+  const scalar_t* planes[n];
+  scalar_t* out[n];
+  unit_pointers<n>(tables, args, r, c0, output, planes, out);
   const int64_t* rows = tables.rows.data() + r * (PH + 1);
   const int64_t* columns = tables.columns.data() + r * (PW + 1);
   const T divisor = tables.divisor[r];
   for (int64_t ph = 0; ph < PH; ++ph) {
     for (int64_t pw = 0; pw < PW; ++pw) {
       T sum[n] = {};
-      for (const AxisTap<T>* y = taps + rows[ph]; y != taps + rows[ph + 1]; ++y) {
-        for (const AxisTap<T>* x = taps + columns[pw]; x != taps + columns[pw + 1]; ++x) {
-          const T w0 = y->h * x->h;
-          const T w1 = y->h * x->l;
-          const T w2 = y->l * x->h;
-          const T w3 = y->l * x->l;
-          const int64_t o0 = y->low + x->low;
-          const int64_t o1 = y->low + x->high;
-          const int64_t o2 = y->high + x->low;
-          const int64_t o3 = y->high + x->high;
-          for (int i = 0; i < n; ++i) {
-            const scalar_t* p = planes[i];
-            sum[i] += w0 * static_cast<T>(p[o0]) + w1 * static_cast<T>(p[o1]) + w2 * static_cast<T>(p[o2]) +
-                w3 * static_cast<T>(p[o3]);
-          }
-        }
-      }
+      add_bin_taps<n>(taps + rows[ph], taps + rows[ph + 1], taps + columns[pw], taps + columns[pw + 1], planes, sum);
       for (int i = 0; i < n; ++i) {
         out[i][ph * PW + pw] = static_cast<scalar_t>(sum[i] / divisor);
       }
@@ -310,19 +326,13 @@ inline bool forward_nchw_rows_apply(const LevelTable<float>& lv, int level) {
 inline void forward_nchw_unit_rows(const AxisTables<float>& tables, const ForwardArgs<float, float>& args, int64_t r,
                                    int64_t c0, float* output) {
   constexpr int n = 8;
-  const LevelTable<float>& lv = args.levels;
   const int64_t PH = args.pool.pooled_height;
   const int64_t PW = args.pool.pooled_width;
-  const int64_t num_bins = PH * PW;
   const AxisTap<float>* taps = tables.taps.data();
-  const int lvl = tables.level[r];
-  const int64_t width = lv.width[lvl];
+  const int64_t width = args.levels.width[tables.level[r]];
   const float* planes[n];
   float* out[n];
-  for (int i = 0; i < n; ++i) {
-    planes[i] = args.features[lvl] + tables.base[r] + (c0 + i) * lv.stride_c[lvl];
-    out[i] = output + (tables.index[r] * lv.channels + c0 + i) * num_bins;
-  }
+  unit_pointers<n>(tables, args, r, c0, output, planes, out);
   const int64_t* rows = tables.rows.data() + r * (PH + 1);
   const int64_t* columns = tables.columns.data() + r * (PW + 1);
   const float divisor = tables.divisor[r];
@@ -351,16 +361,7 @@ inline void forward_nchw_unit_rows(const AxisTables<float>& tables, const Forwar
     for (int64_t ph = 0; ph < PH; ++ph) {
       if (!windowed) {
         float sum[n] = {};
-        for (const AxisTap<float>* y = taps + rows[ph]; y != taps + rows[ph + 1]; ++y) {
-          for (const AxisTap<float>* x = x_begin; x != x_end; ++x) {
-            const float w0 = y->h * x->h, w1 = y->h * x->l, w2 = y->l * x->h, w3 = y->l * x->l;
-            const int64_t o0 = y->low + x->low, o1 = y->low + x->high, o2 = y->high + x->low, o3 = y->high + x->high;
-            for (int i = 0; i < n; ++i) {
-              const float* p = planes[i];
-              sum[i] += w0 * p[o0] + w1 * p[o1] + w2 * p[o2] + w3 * p[o3];
-            }
-          }
-        }
+        add_bin_taps<n>(taps + rows[ph], taps + rows[ph + 1], x_begin, x_end, planes, sum);
         for (int i = 0; i < n; ++i) {
           out[i][ph * PW + pw] = sum[i] / divisor;
         }

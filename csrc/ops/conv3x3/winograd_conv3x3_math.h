@@ -287,16 +287,11 @@ struct F4x4 {
   static HOST_DEVICE_INLINE void filter_gradient(const T* du, T* dg) { f4::filter_gradient_transform(du, dg); }
 };
 
-// Tiles of `tile_out` outputs per side along a map side of `size`.
+// Tiles of `tile_out` (m) outputs per side along a map side of `size`: ceil(size / m). Tile
+// (ty, tx) reads input rows m ty - 1 ... m ty + m (m + 2 rows; columns likewise; outside the map
+// is the zero padding) and writes output rows m ty ... m ty + m - 1 (those inside the map).
 HOST_DEVICE_INLINE int64_t tiles_along(int64_t size, int64_t tile_out) {
   return (size + tile_out - 1) / tile_out;
-}
-
-// The tiles of an H x W map: ceil(H / 2) x ceil(W / 2). Tile (ty, tx) reads input rows
-// 2 ty - 1 ... 2 ty + 2 (columns likewise; outside the map is the zero padding) and writes
-// output rows 2 ty, 2 ty + 1 (those inside the map).
-HOST_DEVICE_INLINE int64_t tiles_along(int64_t size) {
-  return (size + kTileOut - 1) / kTileOut;
 }
 
 }  // namespace msrcnn::winograd_conv3x3

@@ -314,6 +314,28 @@ inline __m256 horizontal_sums(const __m256* a) {
   return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
+// A bin's column taps [x_begin, x_end) as one row window: true, with `start` (its first
+// column, the window inside a row of `width` >= kRowWindow) and `weights` (each column's summed
+// weight), where the taps fall within kRowWindow columns; false otherwise (or without taps).
+inline bool column_window(const AxisTap<float>* x_begin, const AxisTap<float>* x_end, int64_t width,
+                          int64_t& start, float* weights) {
+  int64_t first = width, last = -1;
+  for (const AxisTap<float>* x = x_begin; x != x_end; ++x) {
+    first = std::min(first, x->low);
+    last = std::max(last, x->high);
+  }
+  if (x_begin == x_end || last - first >= kRowWindow) {
+    return false;
+  }
+  start = std::min(first, width - kRowWindow);
+  std::fill(weights, weights + kRowWindow, 0.0f);
+  for (const AxisTap<float>* x = x_begin; x != x_end; ++x) {
+    weights[x->low - start] += x->h;
+    weights[x->high - start] += x->l;
+  }
+  return true;
+}
+
 // forward_nchw_unit for 8 float channels of a level whose rows are contiguous (column stride 1)
 // and at least kRowWindow wide. The separable form: a bin's value is the sum over its row taps
 // (y, wy) of wy * (row y . column weights), and where the bin's column taps fall within
@@ -341,23 +363,9 @@ inline void forward_nchw_unit_rows(const AxisTables<float>& tables, const Forwar
   for (int64_t pw = 0; pw < PW; ++pw) {
     const AxisTap<float>* x_begin = taps + columns[pw];
     const AxisTap<float>* x_end = taps + columns[pw + 1];
-    int64_t first = width, last = -1;
-    for (const AxisTap<float>* x = x_begin; x != x_end; ++x) {
-      first = std::min(first, x->low);
-      last = std::max(last, x->high);
-    }
-    const bool windowed = last - first < kRowWindow;
-    __m256 column_weights = _mm256_setzero_ps();
     int64_t start = 0;
-    if (windowed && x_begin != x_end) {
-      start = std::min(first, width - kRowWindow);
-      std::fill(weights, weights + kRowWindow, 0.0f);
-      for (const AxisTap<float>* x = x_begin; x != x_end; ++x) {
-        weights[x->low - start] += x->h;
-        weights[x->high - start] += x->l;
-      }
-      column_weights = _mm256_load_ps(weights);
-    }
+    const bool windowed = column_window(x_begin, x_end, width, start, weights);
+    const __m256 column_weights = windowed ? _mm256_load_ps(weights) : _mm256_setzero_ps();
     for (int64_t ph = 0; ph < PH; ++ph) {
       if (!windowed) {
         float sum[n] = {};
@@ -555,18 +563,9 @@ void backward_nchw_plane(const AxisTables<T>& tables, int64_t r, const grad_t* g
     }
 #if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
     if constexpr (std::is_same_v<T, float>) {
-      int64_t first = width, last = -1;
-      for (const AxisTap<T>* x = x_begin; x != x_end; ++x) {
-        first = std::min(first, x->low);
-        last = std::max(last, x->high);
-      }
-      if (rows_apply && last - first < kRowWindow) {
-        const int64_t start = std::min(first, width - kRowWindow);
-        alignas(32) float weights[kRowWindow] = {};
-        for (const AxisTap<T>* x = x_begin; x != x_end; ++x) {
-          weights[x->low - start] += x->h;
-          weights[x->high - start] += x->l;
-        }
+      int64_t start = 0;
+      alignas(32) float weights[kRowWindow];
+      if (rows_apply && column_window(x_begin, x_end, width, start, weights)) {
         const __m256 column_weights = _mm256_load_ps(weights);
         for (int64_t ph = 0; ph < PH; ++ph) {
           const float g = static_cast<float>(grad_c[ph * gs[2] + pw * gs[3]]) / divisor;

@@ -106,3 +106,12 @@ def test_import_without_extension_says_how_to_build(tmp_path):
     )
     assert result.returncode != 0
     assert "ImportError" in result.stderr and "make build" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("readelf") is None, reason="needs binutils' readelf")
+def test_extension_uses_the_process_libstdcxx():
+    """The extension links libstdc++ dynamically, sharing the process's copy. A toolchain that
+    links its own statically (one seen on a lent GPU machine) leaves that copy's streams
+    uninitialised: the first error message that formats a number crashes the process."""
+    needed = subprocess.run(["readelf", "-d", _C.__file__], capture_output=True, text=True, check=True).stdout
+    assert "[libstdc++.so" in needed, f"{_C.__file__} does not link libstdc++.so dynamically: rebuild with the system g++"

@@ -114,4 +114,4 @@ def test_extension_uses_the_process_libstdcxx():
     links its own statically (one seen on a lent GPU machine) leaves that copy's streams
     uninitialised: the first error message that formats a number crashes the process."""
     needed = subprocess.run(["readelf", "-d", _C.__file__], capture_output=True, text=True, check=True).stdout
-    assert "[libstdc++.so" in needed, f"{_C.__file__} does not link libstdc++.so dynamically: rebuild with the system g++"
+    assert "[libstdc++.so" in needed, f"{_C.__file__} links no libstdc++.so: rebuild it with the system g++"

@@ -33,3 +33,10 @@ const char* cpu_capability_name(CpuCapability capability);
        : (::msrcnn::cpu_capability() == ::msrcnn::CpuCapability::AVX2)           \
              ? NAMESPACE::AVX2::FN(__VA_ARGS__)                                  \
              : NAMESPACE::DEFAULT::FN(__VA_ARGS__))
+
+// As MSRCNN_CPU_DISPATCH, for kernel files built up to AVX2 only (setup.py's WIDEST_CAPABILITY:
+// their AVX512 build measured slower): an AVX-512 CPU runs their AVX2 build.
+#define MSRCNN_CPU_DISPATCH_UP_TO_AVX2(NAMESPACE, FN, ...)                     \
+  ((::msrcnn::cpu_capability() != ::msrcnn::CpuCapability::DEFAULT)            \
+       ? NAMESPACE::AVX2::FN(__VA_ARGS__)                                      \
+       : NAMESPACE::DEFAULT::FN(__VA_ARGS__))

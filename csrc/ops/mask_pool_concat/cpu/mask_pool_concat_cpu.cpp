@@ -93,7 +93,7 @@ at::Tensor forward_cpu(
   if (engine == Engine::ByElement) {
     run_by_element(output, g, in, ForwardBody{});
   } else {
-    MSRCNN_CPU_DISPATCH(::msrcnn::mask_pool_concat, forward_kernel, g, in, output);
+    MSRCNN_CPU_DISPATCH_UP_TO_AVX2(::msrcnn::mask_pool_concat, forward_kernel, g, in, output);
   }
   return output;
 }
@@ -117,7 +117,7 @@ at::Tensor logits_backward_cpu(
   if (engine == Engine::ByElement) {
     run_by_element(grad_logits, g, in, LogitsBackwardBody{});
   } else {
-    MSRCNN_CPU_DISPATCH(::msrcnn::mask_pool_concat, logits_backward_kernel, g, in, grad_logits);
+    MSRCNN_CPU_DISPATCH_UP_TO_AVX2(::msrcnn::mask_pool_concat, logits_backward_kernel, g, in, grad_logits);
   }
   return grad_logits;
 }
@@ -136,7 +136,7 @@ at::Tensor multiply_features_backward_cpu(
   if (engine == Engine::ByElement) {
     run_by_element(grad_features, g, in, MultiplyFeaturesBackwardBody{});
   } else {
-    MSRCNN_CPU_DISPATCH(::msrcnn::mask_pool_concat, multiply_features_backward_kernel, g, in, grad_features);
+    MSRCNN_CPU_DISPATCH_UP_TO_AVX2(::msrcnn::mask_pool_concat, multiply_features_backward_kernel, g, in, grad_features);
   }
   return grad_features;
 }

@@ -1,6 +1,6 @@
 // mask_pool_concat CPU kernels over mask_pool_concat_math.h. Compiled once per CPU
-// capability: CPU_CAPABILITY is DEFAULT, AVX2 or AVX512 (see setup.py), at::vec::Vectorized
-// follows it.
+// capability up to AVX2: CPU_CAPABILITY is DEFAULT or AVX2 (see setup.py: the AVX512 build
+// measured 4x slower in the 81-class backward), at::vec::Vectorized follows it.
 //
 // Per RoI: the pooled masks (one window max and one sigmoid per pooled value) are computed
 // once, then the feature planes are copied (concat modes) or scaled (multiply) with whole
@@ -14,9 +14,8 @@
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 
-// The non-temporal stores below are 256-bit AVX code, for the AVX2 build and the AVX512 build
-// alike (every AVX-512 CPU has AVX2).
-#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+// The non-temporal stores below are 256-bit AVX code, for the AVX2 build.
+#if defined(CPU_CAPABILITY_AVX2)
 #define MSRCNN_STREAMING_STORES 1
 #include <immintrin.h>
 #endif
@@ -48,7 +47,7 @@ void pool_class(const Args<scalar_t>& a, int64_t n, int64_t k, T* pooled) {
 
 // dst = src, `count` elements. The concat modes' copy of the features is most of their cost
 // and its output (~26 MB at 128 RoIs x 256 channels) does not stay in cache: float32 is
-// written with non-temporal stores in the AVX2 and AVX512 builds, which skips reading each
+// written with non-temporal stores in the AVX2 build, which skips reading each
 // destination line before writing it (measured 1.3x faster than memcpy on 50 KB blocks,
 // 2-core AVX2 EPYC).
 template <typename scalar_t>
@@ -72,7 +71,7 @@ void copy_features(const scalar_t* src, int64_t count, scalar_t* dst) {
 }
 
 // dst = 0, `count` elements: the mask gradient's unselected classes (~32 MB at 81 classes),
-// with non-temporal stores in the AVX2 and AVX512 builds, as copy_features.
+// with non-temporal stores in the AVX2 build, as copy_features.
 template <typename scalar_t>
 void zero_fill(int64_t count, scalar_t* dst) {
 #if defined(MSRCNN_STREAMING_STORES)

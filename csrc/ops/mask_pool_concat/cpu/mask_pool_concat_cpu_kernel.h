@@ -1,6 +1,7 @@
 #pragma once
 
-// mask_pool_concat's CPU kernels, compiled once per CPU capability (DEFAULT, AVX2, AVX512).
+// mask_pool_concat's CPU kernels, compiled once per CPU capability up to AVX2 (DEFAULT, AVX2:
+// the AVX512 build measured slower, see setup.py).
 // Parallel over RoIs; each RoI's outputs are written by one thread (deterministic, no
 // atomics), every element of each output exactly once (no separate zero fill).
 
@@ -22,7 +23,6 @@ namespace msrcnn::mask_pool_concat {
 
 MSRCNN_DECLARE_MASK_POOL_CONCAT_CPU_KERNELS(DEFAULT)
 MSRCNN_DECLARE_MASK_POOL_CONCAT_CPU_KERNELS(AVX2)
-MSRCNN_DECLARE_MASK_POOL_CONCAT_CPU_KERNELS(AVX512)
 
 #undef MSRCNN_DECLARE_MASK_POOL_CONCAT_CPU_KERNELS
 

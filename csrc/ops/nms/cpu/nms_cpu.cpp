@@ -152,7 +152,7 @@ at::Tensor nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, const std:
   const Prepared p = prepare(boxes, scores, idxs);
   std::vector<Kept> kept;
   if constexpr (engine == Engine::Vectorised) {
-    kept = MSRCNN_CPU_DISPATCH(::msrcnn::nms, nms_kernel, p.boxes, p.scores, p.groups, iou_threshold, offset);
+    kept = MSRCNN_CPU_DISPATCH_UP_TO_AVX2(::msrcnn::nms, nms_kernel, p.boxes, p.scores, p.groups, iou_threshold, offset);
   } else {
     AT_DISPATCH_FLOATING_TYPES(p.boxes.scalar_type(), "nms_by_element", [&] {
       for (int64_t g = 0; g < p.groups.count(); ++g) {
@@ -175,7 +175,7 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cpu(
   const Prepared p = prepare(boxes, scores, idxs);
   std::vector<Kept> kept;
   if constexpr (engine == Engine::Vectorised) {
-    kept = MSRCNN_CPU_DISPATCH(::msrcnn::nms, soft_nms_kernel, p.boxes, p.scores, p.groups, params);
+    kept = MSRCNN_CPU_DISPATCH_UP_TO_AVX2(::msrcnn::nms, soft_nms_kernel, p.boxes, p.scores, p.groups, params);
   } else {
     AT_DISPATCH_FLOATING_TYPES(p.boxes.scalar_type(), "soft_nms_by_element", [&] {
       for (int64_t g = 0; g < p.groups.count(); ++g) {

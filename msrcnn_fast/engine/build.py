@@ -66,14 +66,16 @@ def train_transforms(cfg):
     return Compose(transforms)
 
 
-def build_dataset(cfg, split, *, training):
+def build_dataset(cfg, split, *, training, targets=None):
+    """data[split] as a CocoInstances; with the training transforms when `training`, and the
+    targets when `targets` (default: when training)."""
     image_dir, annotation_file = _split_paths(cfg, split)
     return CocoInstances(
         image_dir=image_dir,
         annotation_file=annotation_file,
         transforms=train_transforms(cfg) if training else None,
         skip_empty=cfg.data[split].skip_empty,
-        with_targets=training,
+        with_targets=training if targets is None else targets,
     )
 
 

@@ -31,15 +31,22 @@ def load_trained_model(cfg, checkpoint_path, *, device, categories=None):
 
 
 @torch.no_grad()
-def predict_batches(model, loader, *, device, amp=False):
-    """Yields (image_id, image tensor on CPU, output dict on CPU) per image."""
+def predict_batches(model, loader, *, device, amp=False, diagnose=False):
+    """Yields (image_id, image tensor on CPU, output dict on CPU, diagnostics dict on CPU or
+    None) per image; `diagnose`: the loader's batches hold targets, and MaskScoringRCNN.diagnose
+    runs in place of the plain forward (the same detections, and what the heads make of the
+    ground truth)."""
     device = torch.device(device)
     for batch in loader:
-        images = batch.to(device, non_blocking=True).images()
+        moved = batch.to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
-            outputs = model(images)
-        for image_id, image, output in zip(batch.image_ids, batch.images(), outputs):
-            yield image_id, image, {k: v.cpu() for k, v in output.items()}
+            if diagnose:
+                outputs, diagnostics = model.diagnose(moved.images(), moved.targets)
+            else:
+                outputs, diagnostics = model(moved.images()), [None] * len(moved.tensors)
+        for image_id, image, output, diagnosis in zip(batch.image_ids, batch.images(), outputs, diagnostics):
+            cpu = None if diagnosis is None else {k: v.cpu() for k, v in diagnosis.items()}
+            yield image_id, image, {k: v.cpu() for k, v in output.items()}, cpu
 
 
 def run_evaluation(cfg, checkpoint_path, *, out_dir, max_images=None, draw_images=0, draw_thresh=0.5, progress=True):
@@ -47,7 +54,7 @@ def run_evaluation(cfg, checkpoint_path, *, out_dir, max_images=None, draw_image
     the detections of the first `draw_images` images into out_dir/predictions; returns
     (results dict, table text)."""
     device = resolve_device(cfg)
-    dataset = build_dataset(cfg, "val", training=False)
+    dataset = build_dataset(cfg, "val", training=False, targets=True)
     model, categories = load_trained_model(cfg, checkpoint_path, device=device, categories=dataset.categories)
     subset = dataset if max_images is None else torch.utils.data.Subset(dataset, range(min(max_images, len(dataset))))
     loader = build_test_loader(cfg, subset, device_type=device)
@@ -57,15 +64,15 @@ def run_evaluation(cfg, checkpoint_path, *, out_dir, max_images=None, draw_image
     draw_dir = os.path.join(out_dir, "predictions")
     if draw_images:
         os.makedirs(draw_dir, exist_ok=True)
-    outputs = predict_batches(model, loader, device=device, amp=cfg.solver.amp)
+    outputs = predict_batches(model, loader, device=device, amp=cfg.solver.amp, diagnose=True)
     bar = tqdm(outputs, total=len(subset), desc="evaluate", disable=not progress, mininterval=1)
-    for count, (image_id, image, output) in enumerate(bar):
-        evaluator.add(image_id, output)
+    for count, (image_id, image, output, diagnostics) in enumerate(bar):
+        evaluator.add(image_id, output, diagnostics)
         if count < draw_images:
             drawing = draw_detections(image, output, [c["name"] for c in categories], score_thresh=draw_thresh)
             drawing.save(os.path.join(draw_dir, f"{image_id}.png"))
     results = evaluator.evaluate()
     results.update(checkpoint=os.fspath(checkpoint_path), max_detections=cfg.test.max_detections)
     save_results(results, os.path.join(out_dir, "evaluation.json"))
-    results["plots"] = write_plots(evaluator.arrays(), out_dir)
+    results["plots"] = write_plots(evaluator.arrays(), out_dir, classification=results.get("classification"))
     return results, format_table(results)

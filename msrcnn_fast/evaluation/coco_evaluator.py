@@ -18,7 +18,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from msrcnn_fast.evaluation.detections import detections_from_output
-from msrcnn_fast.evaluation.maskiou import ground_truth_maskiou, pearson
+from msrcnn_fast.evaluation.diagnostics import class_correct_pearson, classification_report, per_category_ap
+from msrcnn_fast.evaluation.maskiou import match_ground_truth, pearson
 
 STAT_NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
 SEGM_RANKINGS = {
@@ -42,8 +43,9 @@ def results_as_coco(coco_gt, records):
 
 
 def run_cocoeval(coco_gt, records, iou_type, image_ids=None):
-    """COCOeval on `records` (COCO result dicts); returns {stat name: value, "summary": text}.
-    `image_ids` limits the evaluation to those images (default: all of coco_gt)."""
+    """COCOeval on `records` (COCO result dicts); returns {stat name: value, "summary": text,
+    "per_category": {category id: AP}}. `image_ids` limits the evaluation to those images
+    (default: all of coco_gt)."""
     coco_dt = results_as_coco(coco_gt, records)
     evaluator = COCOeval(coco_gt, coco_dt, iou_type)
     if image_ids is not None:
@@ -55,6 +57,7 @@ def run_cocoeval(coco_gt, records, iou_type, image_ids=None):
         evaluator.summarize()
     stats = {name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats)}
     stats["summary"] = text.getvalue().strip()
+    stats["per_category"] = per_category_ap(evaluator)
     return stats
 
 
@@ -103,26 +106,39 @@ class MaskScoringEvaluator:
         self.max_detections = max_detections
         self.detections = []
         self.gt_maskiou = []
+        self.best_category = []
+        self.diagnostics = []
 
-    def add(self, image_id, output):
+    def add(self, image_id, output, diagnostics=None):
+        """One image's model output; `diagnostics`: its MaskScoringRCNN.diagnose dict, if any."""
         if image_id not in self.coco_gt.imgs:
             raise KeyError(f"image id {image_id} is not in the ground truth")
         detections = detections_from_output(image_id, output, self.category_ids, self.max_detections)
+        gt_maskiou, best_category = match_ground_truth(detections, self.coco_gt)
         self.detections.append(detections)
-        self.gt_maskiou.append(ground_truth_maskiou(detections, self.coco_gt))
+        self.gt_maskiou.append(gt_maskiou)
+        self.best_category.append(best_category)
+        if diagnostics is not None:
+            self.diagnostics.append({k: v.detach().cpu().float().numpy() for k, v in diagnostics.items()})
 
     def _concatenate(self, field):
         values = [getattr(d, field) for d in self.detections]
         return np.concatenate(values) if values else np.zeros(0, np.float32)
 
     def arrays(self):
-        """Per-detection arrays over all images: score, mask_score, predicted and GT MaskIoU."""
+        """Per-detection arrays over all images: score, mask_score, predicted and GT MaskIoU,
+        category_id and best_category (the category of the instance it overlaps most)."""
         return {
             "score": self._concatenate("scores"),
             "mask_score": self._concatenate("mask_scores"),
             "predicted_maskiou": self._concatenate("predicted_maskiou"),
             "gt_maskiou": np.concatenate(self.gt_maskiou) if self.gt_maskiou else np.zeros(0, np.float32),
+            "category_id": self._concatenate("category_ids").astype(np.int64),
+            "best_category": np.concatenate(self.best_category) if self.best_category else np.zeros(0, np.int64),
         }
+
+    def _diagnostics(self, key):
+        return np.concatenate([d[key] for d in self.diagnostics]) if self.diagnostics else np.zeros(0)
 
     def coco_records(self):
         """COCO result lists: "bbox" and one "segm" list per ranking (SEGM_RANKINGS)."""
@@ -137,20 +153,42 @@ class MaskScoringEvaluator:
 
     def evaluate(self):
         """{"bbox", "segm_mask_rcnn", "segm_ms_rcnn", "segm_ms_rcnn_upper_bound": COCO stats,
-        "maskiou": correlations, "num_images", "num_detections"}."""
+        "maskiou": correlations, "segm_per_category": {name: AP by both rankings}, "num_images",
+        "num_detections", and with diagnostics: "classification" (evaluation/diagnostics.py)}."""
         image_ids = [d.image_id for d in self.detections]
         results = {}
         for name, records in self.coco_records().items():
             results[name] = run_cocoeval(self.coco_gt, records, "bbox" if name == "bbox" else "segm", image_ids)
         arrays = self.arrays()
         gt = arrays["gt_maskiou"]
+        class_correct, class_correct_count = class_correct_pearson(
+            arrays["predicted_maskiou"], gt, arrays["category_id"], arrays["best_category"]
+        )
         results["maskiou"] = {
             "pearson_predicted_vs_gt": pearson(arrays["predicted_maskiou"], gt),
             "pearson_score_vs_gt": pearson(arrays["score"], gt),
             "pearson_mask_score_vs_gt": pearson(arrays["mask_score"], gt),
             "mean_gt_maskiou": float(gt.mean()) if len(gt) else float("nan"),
             "detections": int(len(gt)),
+            "pearson_class_correct": class_correct,
+            "class_correct_detections": class_correct_count,
         }
+        names = {c: self.coco_gt.cats[c]["name"] for c in self.category_ids}
+        results["segm_per_category"] = {
+            names[c]: {r: results[r]["per_category"].get(c, float("nan")) for r in ("segm_mask_rcnn", "segm_ms_rcnn")}
+            for c in self.category_ids
+        }
+        if self.diagnostics:
+            positives = self._diagnostics("positive_maskiou")
+            results["maskiou"]["pearson_training_positives"] = pearson(
+                positives, self._diagnostics("positive_maskiou_target")
+            )
+            results["maskiou"]["training_positives"] = int(len(positives))
+            results["classification"] = classification_report(
+                self._diagnostics("gt_labels").astype(np.int64),
+                self._diagnostics("gt_class_probs"),
+                list(names.values()),
+            )
         results["num_images"] = len(image_ids)
         results["num_detections"] = int(len(gt))
         return results

@@ -13,23 +13,30 @@ from pycocotools import mask as mask_utils
 from msrcnn_fast.data.coco_format import segmentation_rle
 
 
+def match_ground_truth(detections, coco_gt):
+    """For an ImageDetections against the COCO ground truth `coco_gt`: ([K] float, the
+    ground-truth MaskIoU: best IoU with an instance of the detection's category; [K] int64, the
+    category of the instance of any category that overlaps the detection's mask most, 0 where
+    none does). A detection whose best match has its category is "class-correct"."""
+    gt_maskiou = np.zeros(len(detections), dtype=np.float32)
+    best_category = np.zeros(len(detections), dtype=np.int64)
+    info = coco_gt.imgs[detections.image_id]
+    annotations = [a for a in coco_gt.imgToAnns[detections.image_id] if not a["iscrowd"]]
+    if not len(detections) or not annotations:
+        return gt_maskiou, best_category
+    rles = [segmentation_rle(a["segmentation"], info["height"], info["width"]) for a in annotations]
+    categories = np.array([a["category_id"] for a in annotations], dtype=np.int64)
+    ious = np.asarray(mask_utils.iou(list(detections.rles), rles, [0] * len(rles))).reshape(len(detections), len(rles))
+    same = categories[None, :] == detections.category_ids[:, None]
+    gt_maskiou[:] = np.where(same, ious, 0.0).max(axis=1)
+    best = ious.argmax(axis=1)
+    best_category[:] = np.where(ious.max(axis=1) > 0, categories[best], 0)
+    return gt_maskiou, best_category
+
+
 def ground_truth_maskiou(detections, coco_gt):
     """[K] float array for an ImageDetections against the COCO ground truth `coco_gt`."""
-    result = np.zeros(len(detections), dtype=np.float32)
-    if not len(detections):
-        return result
-    info = coco_gt.imgs[detections.image_id]
-    by_category = {}
-    for annotation in coco_gt.imgToAnns[detections.image_id]:
-        if not annotation["iscrowd"]:
-            rle = segmentation_rle(annotation["segmentation"], info["height"], info["width"])
-            by_category.setdefault(annotation["category_id"], []).append(rle)
-    for category_id, gt_rles in by_category.items():
-        index = np.flatnonzero(detections.category_ids == category_id)
-        if len(index):
-            ious = mask_utils.iou([detections.rles[i] for i in index], gt_rles, [0] * len(gt_rles))
-            result[index] = np.asarray(ious).reshape(len(index), len(gt_rles)).max(axis=1)
-    return result
+    return match_ground_truth(detections, coco_gt)[0]
 
 
 def pearson(x, y):

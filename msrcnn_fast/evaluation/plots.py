@@ -4,7 +4,8 @@ Fig. 2 (a, b): MaskIoU against the score, for Mask R-CNN (classification score) 
 (mask score); (c): the mean of each score per MaskIoU bin. Fig. 5: predicted against
 ground-truth MaskIoU. Fig. 2 keeps, as the paper does, the detections whose MaskIoU and
 classification score are both above 0.5 (`min_value`), the same detections for both scorings;
-Fig. 5 shows all of them.
+Fig. 5 shows all of them. The confusion matrix of the box head on the ground-truth boxes says
+whether the classifier is what holds the masks' AP back.
 """
 
 import os
@@ -94,10 +95,39 @@ def plot_predicted_vs_gt_maskiou(arrays, path):
     return path
 
 
-def write_plots(arrays, out_dir, min_value=0.5):
-    """All three figures into out_dir; returns their paths."""
+def plot_confusion(classification, path):
+    """The box head on the ground-truth boxes: each ground-truth category's row of predicted
+    classes (background first), as shares of the row, with the counts written in."""
+    confusion = classification["confusion"]
+    counts = np.asarray(confusion["counts"], dtype=np.float64).reshape(len(confusion["rows"]), -1)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = 1.2 + 0.55 * counts.shape[1]
+    figure, axis = plt.subplots(figsize=(size + 1.5, 1.2 + 0.55 * counts.shape[0]), constrained_layout=True)
+    image = axis.imshow(shares, vmin=0, vmax=1, cmap="Blues")
+    for (row, column), count in np.ndenumerate(counts):
+        colour = "white" if shares[row, column] > 0.6 else "black"
+        axis.text(column, row, f"{int(count)}", ha="center", va="center", fontsize=8, color=colour)
+    axis.set_xticks(range(counts.shape[1]), confusion["columns"], rotation=45, ha="right", fontsize=8)
+    axis.set_yticks(range(counts.shape[0]), confusion["rows"], fontsize=8)
+    accuracy = classification["gt_box_accuracy"]
+    title = "box head on ground-truth boxes" + ("" if np.isnan(accuracy) else f": {100 * accuracy:.0f}% right")
+    axis.set(xlabel="predicted class", ylabel="ground-truth category", title=title)
+    figure.colorbar(image, ax=axis, label="share of the row")
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def write_plots(arrays, out_dir, min_value=0.5, classification=None):
+    """The three figures into out_dir, and with `classification` (MaskScoringEvaluator's
+    results["classification"]) the confusion matrix; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
-    return [
+    confusion = (
+        []
+        if classification is None
+        else [plot_confusion(classification, os.path.join(out_dir, "confusion_gt_boxes.png"))]
+    )
+    return confusion + [
         plot_score_vs_maskiou(arrays, os.path.join(out_dir, "fig2ab_score_vs_maskiou.png"), min_value),
         plot_mean_score_per_maskiou_bin(
             arrays, os.path.join(out_dir, "fig2c_mean_score_per_maskiou_bin.png"), min_value

@@ -15,7 +15,7 @@ ROWS = [
 
 def _percent(value):
     # COCOeval gives -1 where a statistic has no ground truth (e.g. no small objects)
-    return f"{'-':>6}" if value < 0 else f"{100 * value:6.1f}"
+    return f"{'-':>6}" if value is None or math.isnan(value) or value < 0 else f"{100 * value:6.1f}"
 
 
 def _r(value):
@@ -38,7 +38,42 @@ def format_table(results):
         f"mask score {_r(maskiou['pearson_mask_score_vs_gt'])}",
         f"{results['num_images']} images, {results['num_detections']} detections",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + diagnostic_lines(results))
+
+
+def _share(value):
+    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.0f}%"
+
+
+def diagnostic_lines(results):
+    """The lines under the table that say which part is weak (evaluation/diagnostics.py)."""
+    lines = []
+    classification = results.get("classification")
+    if classification:
+        per_category = ", ".join(f"{name} {_share(v)}" for name, v in classification["per_category"].items())
+        lines.append(
+            f"  classifier: the box head calls {_share(classification['gt_box_accuracy'])} of the "
+            f"{classification['gt_boxes']} ground-truth boxes right ({per_category}); "
+            f"{_share(classification['called_background'])} background"
+        )
+    maskiou = results["maskiou"]
+    if "pearson_class_correct" in maskiou:
+        positives = ""
+        if "pearson_training_positives" in maskiou:
+            r = _r(maskiou["pearson_training_positives"])
+            positives = f", on its {maskiou['training_positives']} training-style positives {r}"
+        lines.append(
+            f"  MaskIoU head: Pearson r {_r(maskiou['pearson_class_correct'])} over the "
+            f"{maskiou['class_correct_detections']} class-correct detections{positives} "
+            f"(all detections: {_r(maskiou['pearson_predicted_vs_gt'])})"
+        )
+    if results.get("segm_per_category"):
+        per_category = ", ".join(
+            f"{name} {_percent(ap['segm_mask_rcnn']).strip()} -> {_percent(ap['segm_ms_rcnn']).strip()}"
+            for name, ap in results["segm_per_category"].items()
+        )
+        lines.append(f"  segm AP per category, classification score -> mask score: {per_category}")
+    return ["", "which part is weak:", *lines] if lines else []
 
 
 def _jsonable(value):

@@ -131,23 +131,28 @@ class MaskScoringRoIHeads(nn.Module):
 
     # ---- training: proposals and targets --------------------------------------------------
 
+    def match_proposals(self, boxes: Tensor, target: dict[str, Tensor]):
+        """One image's proposals plus its ground-truth boxes, each matched to a ground truth:
+        (boxes, matched ground-truth index, label: the class at IoU >= fg_iou_thresh, 0 for
+        background, -1 between the thresholds)."""
+        gt_boxes, gt_labels = target["boxes"].to(boxes.dtype), target["labels"]
+        boxes = torch.cat([boxes, gt_boxes])
+        if gt_boxes.numel() == 0:
+            matched = torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device)
+            return boxes, matched, torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device)
+        matched = self.proposal_matcher(box_ops.box_iou(gt_boxes, boxes))
+        label = gt_labels[matched.clamp(min=0)].to(torch.int64)
+        label[matched == self.proposal_matcher.BELOW_LOW_THRESHOLD] = 0
+        label[matched == self.proposal_matcher.BETWEEN_THRESHOLDS] = -1
+        return boxes, matched.clamp(min=0), label
+
     def select_training_samples(self, proposals: list[Tensor], targets: list[dict[str, Tensor]]):
         """Matched and sampled proposals (ground truth included) with labels and box targets."""
         sampled_proposals, matched_idxs, labels = [], [], []
         for boxes, target in zip(proposals, targets):
-            gt_boxes, gt_labels = target["boxes"].to(boxes.dtype), target["labels"]
-            boxes = torch.cat([boxes, gt_boxes])
-            if gt_boxes.numel() == 0:
-                matched = torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device)
-                label = torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device)
-            else:
-                quality = box_ops.box_iou(gt_boxes, boxes)
-                matched = self.proposal_matcher(quality)
-                label = gt_labels[matched.clamp(min=0)].to(torch.int64)
-                label[matched == self.proposal_matcher.BELOW_LOW_THRESHOLD] = 0
-                label[matched == self.proposal_matcher.BETWEEN_THRESHOLDS] = -1
+            boxes, matched, label = self.match_proposals(boxes, target)
             sampled_proposals.append(boxes)
-            matched_idxs.append(matched.clamp(min=0))
+            matched_idxs.append(matched)
             labels.append(label)
         positive, negative = self.fg_bg_sampler(labels)
         regression_targets = []
@@ -223,17 +228,28 @@ class MaskScoringRoIHeads(nn.Module):
             return mask_features
         return self.maskiou_roi_pool(features, boxes, image_shapes)
 
-    def mask_losses(self, features, proposals, image_shapes, matched_idxs, labels, targets):
-        positive = [torch.nonzero(label > 0).flatten() for label in labels]
-        pos_proposals = [p[k] for p, k in zip(proposals, positive)]
-        pos_matched = [m[k] for m, k in zip(matched_idxs, positive)]
-        per_image_labels = [label[k] for label, k in zip(labels, positive)]
+    def positive_maskiou(self, features, pos_proposals, pos_matched, per_image_labels, image_shapes, targets):
+        """The mask and MaskIoU branches on positive RoIs (their ground-truth class `labels`):
+        (mask_logits, label_mask_logits, mask_targets, maskiou_targets, pred_maskiou [N, K])."""
         pos_labels = torch.cat(per_image_labels)
         mask_features = self.mask_roi_pool(features, pos_proposals, image_shapes)
         every_class = self.maskiou_input.every_class or self.maskiou_target.present_classes
         mask_logits, label_mask_logits = self.predict_mask_logits(mask_features, pos_labels, every_class)
         mask_targets, maskiou_targets = ops.maskiou_targets_batched(
             [t["masks"] for t in targets], pos_proposals, pos_matched, label_mask_logits.detach(), mask_logits.shape[-1]
+        )
+        roi_features = self.maskiou_roi_features(features, mask_features, pos_proposals, image_shapes)
+        pred_maskiou = self.maskiou_head(self.maskiou_input(roi_features, mask_logits, pos_labels))
+        return mask_logits, label_mask_logits, mask_targets, maskiou_targets, pred_maskiou
+
+    def mask_losses(self, features, proposals, image_shapes, matched_idxs, labels, targets):
+        positive = [torch.nonzero(label > 0).flatten() for label in labels]
+        pos_proposals = [p[k] for p, k in zip(proposals, positive)]
+        pos_matched = [m[k] for m, k in zip(matched_idxs, positive)]
+        per_image_labels = [label[k] for label, k in zip(labels, positive)]
+        pos_labels = torch.cat(per_image_labels)
+        mask_logits, label_mask_logits, mask_targets, maskiou_targets, pred_maskiou = self.positive_maskiou(
+            features, pos_proposals, pos_matched, per_image_labels, image_shapes, targets
         )
         present = None
         if self.maskiou_target.present_classes:
@@ -243,8 +259,6 @@ class MaskScoringRoIHeads(nn.Module):
                 parts.append(present_class_targets(boxes, image_labels, logits, target, offset))
                 offset += len(boxes)
             present = [torch.cat(column) for column in zip(*parts)]
-        roi_features = self.maskiou_roi_features(features, mask_features, pos_proposals, image_shapes)
-        pred_maskiou = self.maskiou_head(self.maskiou_input(roi_features, mask_logits, pos_labels))
         if len(pos_labels) == 0:
             return {"loss_mask": mask_logits.sum() * 0, "loss_maskiou": pred_maskiou.sum() * 0}
         loss_mask = F.binary_cross_entropy_with_logits(label_mask_logits, mask_targets.to(label_mask_logits.dtype))
@@ -260,6 +274,42 @@ class MaskScoringRoIHeads(nn.Module):
             weight=self.maskiou_loss_weight,
         )
         return {"loss_mask": loss_mask, "loss_maskiou": loss_maskiou}
+
+    @torch.no_grad()
+    def diagnose(self, features, proposals, image_shapes, targets):
+        """What the heads make of the ground truth, per image (see MaskScoringRCNN.diagnose):
+        gt_labels [G] and gt_class_probs [G, classes], the box head's class probabilities of
+        each ground-truth box; positive_labels [P], positive_maskiou [P] (predicted, of the
+        ground-truth class) and positive_maskiou_target [P] on the positives as training
+        defines them (every proposal and ground-truth box at IoU >= fg_iou_thresh, unsampled)."""
+        gt_boxes = [t["boxes"] for t in targets]
+        gt_logits, _ = self.box_predictor(self.box_head(self.box_roi_pool(features, gt_boxes, image_shapes)))
+        gt_probs = F.softmax(gt_logits, -1).split([len(b) for b in gt_boxes])
+        pos_proposals, pos_matched, per_image_labels = [], [], []
+        for boxes, target in zip(proposals, targets):
+            boxes, matched, label = self.match_proposals(boxes, target)
+            keep = torch.nonzero(label > 0).flatten()
+            pos_proposals.append(boxes[keep])
+            pos_matched.append(matched[keep])
+            per_image_labels.append(label[keep])
+        _, _, _, maskiou_targets, pred = self.positive_maskiou(
+            features, pos_proposals, pos_matched, per_image_labels, image_shapes, targets
+        )
+        pos_labels = torch.cat(per_image_labels)
+        pred = pred[torch.arange(len(pos_labels), device=pred.device), pos_labels]
+        counts = [len(p) for p in pos_proposals]
+        return [
+            {
+                "gt_labels": target["labels"],
+                "gt_class_probs": probs,
+                "positive_labels": labels,
+                "positive_maskiou": predicted,
+                "positive_maskiou_target": wanted,
+            }
+            for target, probs, labels, predicted, wanted in zip(
+                targets, gt_probs, per_image_labels, pred.split(counts), maskiou_targets.split(counts)
+            )
+        ]
 
     def predict_mask_logits(self, mask_features, labels, every_class):
         """(mask_logits, label_mask_logits [N, M, M]: each RoI's mask logits of its class `labels`):

@@ -30,9 +30,19 @@ def test_evaluate_prints_the_table_and_writes_json_and_plots(trained, tmp_path, 
     printed = capsys.readouterr().out
     for row in ("Mask R-CNN  segm", "MS R-CNN    segm", "MS R-CNN*", "box AP", "Pearson r, predicted vs ground-truth"):
         assert row in printed
+    for row in ("which part is weak:", "classifier: the box head calls", "class-correct detections", "per category"):
+        assert row in printed
     results = json.loads((tmp_path / "evaluation.json").read_text())
     assert results["num_images"] == 3 and set(results["segm_ms_rcnn"]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+    classification = results["classification"]
+    assert classification["gt_boxes"] == sum(sum(row) for row in classification["confusion"]["counts"]) > 0
+    assert 0 <= classification["gt_box_accuracy"] <= 1
+    assert {"pearson_class_correct", "pearson_training_positives", "training_positives"} <= set(results["maskiou"])
+    assert results["maskiou"]["training_positives"] >= classification["gt_boxes"]  # each ground-truth box is one
+    assert set(results["segm_per_category"]) == {"red", "cyan"}
+    assert set(results["segm_per_category"]["red"]) == {"segm_mask_rcnn", "segm_ms_rcnn"}
     assert sorted(p for p in os.listdir(tmp_path) if p.endswith(".png")) == [
+        "confusion_gt_boxes.png",
         "fig2ab_score_vs_maskiou.png",
         "fig2c_mean_score_per_maskiou_bin.png",
         "fig5_predicted_vs_gt_maskiou.png",

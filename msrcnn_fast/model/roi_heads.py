@@ -242,11 +242,18 @@ class MaskScoringRoIHeads(nn.Module):
         pred_maskiou = self.maskiou_head(self.maskiou_input(roi_features, mask_logits, pos_labels))
         return mask_logits, label_mask_logits, mask_targets, maskiou_targets, pred_maskiou
 
+    @staticmethod
+    def positives(proposals, matched_idxs, labels):
+        """Per image, the proposals of label > 0: (proposals, matched indices, labels)."""
+        keep = [torch.nonzero(label > 0).flatten() for label in labels]
+        return (
+            [p[k] for p, k in zip(proposals, keep)],
+            [m[k] for m, k in zip(matched_idxs, keep)],
+            [label[k] for label, k in zip(labels, keep)],
+        )
+
     def mask_losses(self, features, proposals, image_shapes, matched_idxs, labels, targets):
-        positive = [torch.nonzero(label > 0).flatten() for label in labels]
-        pos_proposals = [p[k] for p, k in zip(proposals, positive)]
-        pos_matched = [m[k] for m, k in zip(matched_idxs, positive)]
-        per_image_labels = [label[k] for label, k in zip(labels, positive)]
+        pos_proposals, pos_matched, per_image_labels = self.positives(proposals, matched_idxs, labels)
         pos_labels = torch.cat(per_image_labels)
         mask_logits, label_mask_logits, mask_targets, maskiou_targets, pred_maskiou = self.positive_maskiou(
             features, pos_proposals, pos_matched, per_image_labels, image_shapes, targets
@@ -285,13 +292,8 @@ class MaskScoringRoIHeads(nn.Module):
         gt_boxes = [t["boxes"] for t in targets]
         gt_logits, _ = self.box_predictor(self.box_head(self.box_roi_pool(features, gt_boxes, image_shapes)))
         gt_probs = F.softmax(gt_logits, -1).split([len(b) for b in gt_boxes])
-        pos_proposals, pos_matched, per_image_labels = [], [], []
-        for boxes, target in zip(proposals, targets):
-            boxes, matched, label = self.match_proposals(boxes, target)
-            keep = torch.nonzero(label > 0).flatten()
-            pos_proposals.append(boxes[keep])
-            pos_matched.append(matched[keep])
-            per_image_labels.append(label[keep])
+        matches = [self.match_proposals(boxes, target) for boxes, target in zip(proposals, targets)]
+        pos_proposals, pos_matched, per_image_labels = self.positives(*zip(*matches))
         _, _, _, maskiou_targets, pred = self.positive_maskiou(
             features, pos_proposals, pos_matched, per_image_labels, image_shapes, targets
         )

@@ -31,22 +31,17 @@ def load_trained_model(cfg, checkpoint_path, *, device, categories=None):
 
 
 @torch.no_grad()
-def predict_batches(model, loader, *, device, amp=False, diagnose=False):
-    """Yields (image_id, image tensor on CPU, output dict on CPU, diagnostics dict on CPU or
-    None) per image; `diagnose`: the loader's batches hold targets, and MaskScoringRCNN.diagnose
-    runs in place of the plain forward (the same detections, and what the heads make of the
-    ground truth)."""
+def predict_batches(model, loader, *, device, amp=False):
+    """Yields (image_id, image tensor on CPU, output dict on CPU, diagnostics dict on CPU) per
+    image of a loader whose batches hold targets: MaskScoringRCNN.diagnose gives the plain
+    forward's detections and what the heads make of the ground truth."""
     device = torch.device(device)
     for batch in loader:
         moved = batch.to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
-            if diagnose:
-                outputs, diagnostics = model.diagnose(moved.images(), moved.targets)
-            else:
-                outputs, diagnostics = model(moved.images()), [None] * len(moved.tensors)
+            outputs, diagnostics = model.diagnose(moved.images(), moved.targets)
         for image_id, image, output, diagnosis in zip(batch.image_ids, batch.images(), outputs, diagnostics):
-            cpu = None if diagnosis is None else {k: v.cpu() for k, v in diagnosis.items()}
-            yield image_id, image, {k: v.cpu() for k, v in output.items()}, cpu
+            yield image_id, image, {k: v.cpu() for k, v in output.items()}, {k: v.cpu() for k, v in diagnosis.items()}
 
 
 def run_evaluation(cfg, checkpoint_path, *, out_dir, max_images=None, draw_images=0, draw_thresh=0.5, progress=True):
@@ -64,7 +59,7 @@ def run_evaluation(cfg, checkpoint_path, *, out_dir, max_images=None, draw_image
     draw_dir = os.path.join(out_dir, "predictions")
     if draw_images:
         os.makedirs(draw_dir, exist_ok=True)
-    outputs = predict_batches(model, loader, device=device, amp=cfg.solver.amp, diagnose=True)
+    outputs = predict_batches(model, loader, device=device, amp=cfg.solver.amp)
     bar = tqdm(outputs, total=len(subset), desc="evaluate", disable=not progress, mininterval=1)
     for count, (image_id, image, output, diagnostics) in enumerate(bar):
         evaluator.add(image_id, output, diagnostics)

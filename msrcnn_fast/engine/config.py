@@ -200,8 +200,9 @@ SCHEMA = {
     },
     "solver": {
         "images_per_batch": integer(16, low=1),  # global: all processes together
+        "optimizer": string("sgd", choices=("sgd", "adamw")),
         "base_lr": number(0.02, above=0),
-        "momentum": number(0.9, low=0, below=1),
+        "momentum": number(0.9, low=0, below=1),  # SGD's; AdamW keeps its betas (0.9, 0.999)
         "weight_decay": number(1.0e-4, low=0),
         "warmup_iters": integer(500, low=0),
         "warmup_factor": number(0.001, above=0, high=1),

@@ -1,4 +1,6 @@
-"""The box head of Mask R-CNN (FPN version): two FC layers, then class scores and box deltas.
+"""The box head of Mask R-CNN (FPN version): two FC layers, then class scores and box deltas;
+optionally 3x3 convolutions with GroupNorm before them (the "4conv1fc"-style head of He et al.,
+"Rethinking ImageNet Pre-training", that trains from scratch).
 
 Parameter names are torchvision's (TwoMLPHead.fc6/fc7, FastRCNNPredictor.cls_score/bbox_pred)
 so that torchvision checkpoints load unchanged.
@@ -10,16 +12,36 @@ __all__ = ["BoxHead", "BoxPredictor"]
 
 
 class BoxHead(nn.Module):
-    """[N, C, R, R] pooled RoI features -> [N, fc_dim]: FC + ReLU, FC + ReLU."""
+    """[N, C, R, R] pooled RoI features -> [N, fc_dim]: ``num_convs`` x (3x3 conv, GroupNorm,
+    ReLU) at ``in_channels`` wide, then FC + ReLU, FC + ReLU."""
 
-    def __init__(self, *, in_channels: int = 256, roi_size: int = 7, fc_dim: int = 1024):
+    def __init__(self, *, in_channels: int = 256, roi_size: int = 7, fc_dim: int = 1024, num_convs: int = 0):
         super().__init__()
+        if num_convs < 0:
+            raise ValueError(f"box_head_convs: expected >= 0, got {num_convs}")
+        self.convs = nn.Sequential()
+        for _ in range(num_convs):
+            self.convs.extend(
+                [
+                    nn.Conv2d(in_channels, in_channels, 3, padding=1, bias=False),
+                    nn.GroupNorm(_groups(in_channels), in_channels),
+                    nn.ReLU(inplace=True),
+                ]
+            )
         self.fc6 = nn.Linear(in_channels * roi_size * roi_size, fc_dim)
         self.fc7 = nn.Linear(fc_dim, fc_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.flatten(start_dim=1)
+        x = self.convs(x).flatten(start_dim=1)
         return self.fc7(self.fc6(x).relu_()).relu_()
+
+
+def _groups(channels: int) -> int:
+    """32 groups as detectron2's GN heads, fewer where the channels do not divide by 32."""
+    groups = min(32, channels)
+    while channels % groups:
+        groups -= 1
+    return groups
 
 
 class BoxPredictor(nn.Module):

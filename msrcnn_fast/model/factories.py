@@ -84,6 +84,7 @@ def mask_scoring_rcnn(
     rpn_bg_iou_thresh: float = 0.3,
     rpn_batch_size_per_image: int = 256,
     box_fc_dim: int = 1024,
+    box_head_convs: int = 0,
     box_batch_size_per_image: int = 512,
     box_positive_fraction: float = 0.25,
     box_score_thresh: float = 0.05,
@@ -115,7 +116,8 @@ def mask_scoring_rcnn(
     The defaults are the paper's (images 800/1333, RoIAlign 7x7 and 14x14 with sampling ratio 2,
     512 RoIs per image a quarter positive, hard NMS 0.5, top 100). ``num_classes`` counts the
     background. Head widths (``box_fc_dim``, ``mask_conv_dim``, ``maskiou_conv_dim``,
-    ``maskiou_fc_dim``) can be narrowed for small CPU runs. ``channels_last`` runs the network on
+    ``maskiou_fc_dim``) can be narrowed for small CPU runs; ``box_head_convs`` puts that many
+    3x3 conv + GroupNorm + ReLU layers before the box head's FCs (0: the paper's 2-FC head). ``channels_last`` runs the network on
     channels-last tensors (faster on CPUs and tensor cores; False: NCHW, as torchvision).
     The 3x3 convolutions (padding 1, stride 1 or 2; the backbone's, FPN's, RPN's and heads') run
     msrcnn::conv3x3 (Winograd on the CPU, Triton on CUDA); ``exact_aten_convs`` runs ATen's
@@ -148,7 +150,7 @@ def mask_scoring_rcnn(
     maskiou_variant = MASKIOU_INPUTS[maskiou_input]
     roi_heads = MaskScoringRoIHeads(
         box_roi_pool=MultiScaleRoIAlign(levels, 7, 2),
-        box_head=BoxHead(in_channels=channels, roi_size=7, fc_dim=box_fc_dim),
+        box_head=BoxHead(in_channels=channels, roi_size=7, fc_dim=box_fc_dim, num_convs=box_head_convs),
         box_predictor=BoxPredictor(in_channels=box_fc_dim, num_classes=num_classes),
         mask_roi_pool=MultiScaleRoIAlign(levels, 14, 2),
         mask_head=MaskHead(num_classes=num_classes, in_channels=channels, conv_dim=mask_conv_dim),

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from msrcnn_fast.engine import checkpoint as ckpt
+from msrcnn_fast.engine.build import build_optimizer
 from msrcnn_fast.engine.config import ConfigError, load_config
 from msrcnn_fast.engine.lr_schedule import WarmupMultiStepLR, warmup_multistep_factor
 from msrcnn_fast.engine.rng import capture_rng_state, restore_rng_state
@@ -56,6 +57,18 @@ def test_bad_configs_are_named(tmp_path, text, overrides, message):
 def test_a_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match=r"nope.yaml: config file does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_the_optimizer_is_sgd_or_adamw(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    sgd = build_optimizer(load_config(write_config(tmp_path, MINIMAL)), model)
+    assert type(sgd) is torch.optim.SGD and sgd.defaults["momentum"] == 0.9 and sgd.defaults["lr"] == 0.02
+    overrides = ["solver.optimizer=adamw", "solver.base_lr=0.001", "solver.weight_decay=0.05"]
+    adamw = build_optimizer(load_config(write_config(tmp_path, MINIMAL), overrides), model)
+    assert type(adamw) is torch.optim.AdamW
+    assert adamw.defaults["lr"] == 0.001 and adamw.defaults["weight_decay"] == 0.05
+    with pytest.raises(ConfigError, match=r"solver.optimizer.*'adam'"):
+        load_config(write_config(tmp_path, MINIMAL), ["solver.optimizer=adam"])
 
 
 def test_warmup_is_linear_then_steps_multiply_by_gamma():

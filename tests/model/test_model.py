@@ -12,6 +12,7 @@ from torchvision.ops import box_iou, roi_align
 
 from msrcnn_fast import model as models
 from msrcnn_fast.model.backbone import DeformableConv2d
+from msrcnn_fast.model.box_head import BoxHead
 from msrcnn_fast.ops import MultiScaleRoIAlign
 from msrcnn_fast.ops._reference import batched_soft_nms_reference
 from tests.model.conftest import all_classes_then_select
@@ -98,6 +99,21 @@ def test_training_returns_the_losses_and_they_backpropagate(factory):
         name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)
     ]
     assert not without_gradient
+
+
+def test_box_head_convs_run_gn_convs_before_the_fcs():
+    """box_head_convs=N: N x (3x3 conv, GroupNorm, ReLU) before fc6 (the from-scratch head); they
+    run msrcnn::conv3x3 like the other 3x3 convs, train, and N=0 keeps torchvision's names."""
+    model = small_model(box_head_convs=2).train()
+    head = model.roi_heads.box_head
+    assert [type(m).__name__ for m in head.convs] == ["Conv3x3", "GroupNorm", "ReLU"] * 2
+    assert head.convs[1].num_groups == 32 and head.fc6.in_features == 32 * 7 * 7
+    batch = images()
+    sum(model(batch, make_targets(batch)).values()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.convs.parameters())
+    plain = BoxHead(in_channels=16, fc_dim=8)
+    assert set(plain.state_dict()) == {"fc6.weight", "fc6.bias", "fc7.weight", "fc7.bias"}
+    assert BoxHead(in_channels=48, fc_dim=8, num_convs=1).convs[1].num_groups == 24  # divides 48
 
 
 def test_maskiou_loss_reaches_mask_head_and_backbone():
@@ -471,6 +487,7 @@ def test_weights_load_from_a_local_file(tmp_path):
         (dict(trainable_backbone_layers=7), "trainable_layers"),
         (dict(maskiou_input="z"), "maskiou_input"),
         (dict(maskiou_target="some"), "maskiou_target"),
+        (dict(box_head_convs=-1), "box_head_convs: expected >= 0, got -1"),
     ],
 )
 def test_bad_options(kwargs, match):

@@ -117,8 +117,9 @@ def mask_scoring_rcnn(
     512 RoIs per image a quarter positive, hard NMS 0.5, top 100). ``num_classes`` counts the
     background. Head widths (``box_fc_dim``, ``mask_conv_dim``, ``maskiou_conv_dim``,
     ``maskiou_fc_dim``) can be narrowed for small CPU runs; ``box_head_convs`` puts that many
-    3x3 conv + GroupNorm + ReLU layers before the box head's FCs (0: the paper's 2-FC head). ``channels_last`` runs the network on
-    channels-last tensors (faster on CPUs and tensor cores; False: NCHW, as torchvision).
+    3x3 conv + GroupNorm + ReLU layers before the box head's FCs (0: the paper's 2-FC head).
+    ``channels_last`` runs the network on channels-last tensors (faster on CPUs and tensor
+    cores; False: NCHW, as torchvision).
     The 3x3 convolutions (padding 1, stride 1 or 2; the backbone's, FPN's, RPN's and heads') run
     msrcnn::conv3x3 (Winograd on the CPU, Triton on CUDA); ``exact_aten_convs`` runs ATen's
     instead, with torchvision's exact numerics. Every FrozenBatchNorm2d that directly follows a

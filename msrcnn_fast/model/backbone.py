@@ -39,8 +39,16 @@ def norm_layer_of(norm: str, *, gn_groups: int = 32) -> Callable[[int], nn.Modul
     if norm == "bn":
         return nn.BatchNorm2d
     if norm == "gn":
-        return lambda channels: nn.GroupNorm(min(gn_groups, channels), channels)
+        return lambda channels: nn.GroupNorm(group_count(channels, gn_groups), channels)
     raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
+
+
+def group_count(channels: int, groups: int = 32) -> int:
+    """`groups` GroupNorm groups (detectron2's 32), fewer where `channels` does not divide by them."""
+    groups = min(groups, channels)
+    while channels % groups:
+        groups -= 1
+    return groups
 
 
 class DeformableConv2d(nn.Module):

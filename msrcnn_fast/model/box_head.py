@@ -8,6 +8,8 @@ so that torchvision checkpoints load unchanged.
 
 from torch import Tensor, nn
 
+from msrcnn_fast.model.backbone import norm_layer_of
+
 __all__ = ["BoxHead", "BoxPredictor"]
 
 
@@ -24,7 +26,7 @@ class BoxHead(nn.Module):
             self.convs.extend(
                 [
                     nn.Conv2d(in_channels, in_channels, 3, padding=1, bias=False),
-                    nn.GroupNorm(_groups(in_channels), in_channels),
+                    norm_layer_of("gn")(in_channels),
                     nn.ReLU(inplace=True),
                 ]
             )
@@ -34,14 +36,6 @@ class BoxHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.convs(x).flatten(start_dim=1)
         return self.fc7(self.fc6(x).relu_()).relu_()
-
-
-def _groups(channels: int) -> int:
-    """32 groups as detectron2's GN heads, fewer where the channels do not divide by 32."""
-    groups = min(32, channels)
-    while channels % groups:
-        groups -= 1
-    return groups
 
 
 class BoxPredictor(nn.Module):

@@ -5,7 +5,8 @@ Workloads and targets as the model issue (6) states them, float32 on the CPU, ra
 * eval latency per image on a 480x640 input (each model resizes it per its variant: 600/1000
   for ResNet-18 FPN, 800/1333 for ResNet-50 FPN), 100 detections forced (score threshold 0).
   Ours includes the MaskIoU head; torchvision has none. Target: ours <= 0.7x torchvision's
-  time (a time ratio; the same as a speedup >= 1.43x).
+  time (a time ratio; the same as a speedup >= 1.43x); for R-18 FPN issue 14 asks <= 0.4x
+  (measured 0.53-0.55x on a 2-core AVX2 EPYC: missed, the run fails on it).
 * one training step (SGD) on a batch of 2 such images with 4 instances each. Target: ours
   <= 0.8x torchvision's time.
 * the mask predictor + MaskIoU-head input in a training step (128 positive RoIs, 81
@@ -40,6 +41,9 @@ VARIANTS = {
     "R-18 FPN": (18, (4, 5), 600, 1000),
     "R-50 FPN": (50, (2, 3, 4, 5), 800, 1333),
 }
+
+# Eval latency targets, ours / torchvision's time: issue 6's 0.7x, and issue 14's 0.4x for R-18 FPN.
+EVAL_TIME_RATIO = {"R-18 FPN": 0.4, "R-50 FPN": 0.7}
 
 
 def torchvision_mask_rcnn(depth, stages, min_size, max_size):
@@ -90,7 +94,8 @@ def training_batch():
 @pytest.mark.parametrize("impl", [BASELINE, OURS])
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_eval_latency(benchmark, variant, impl):
-    """Eval latency per 480x640 image, 100 detections; target: ours <= 0.7x torchvision's time."""
+    """Eval latency per 480x640 image, 100 detections; target: ours <= 0.7x torchvision's time,
+    0.4x for R-18 FPN (issue 14)."""
     model = build(impl, variant).eval()
     image = [torch.rand(3, *INPUT, generator=torch.Generator().manual_seed(1))]
 
@@ -103,7 +108,7 @@ def test_eval_latency(benchmark, variant, impl):
         run,
         impl=impl,
         group=f"eval latency per image vs torchvision MaskRCNN, {variant}, 480x640, 100 detections",
-        time_ratio=0.7,
+        time_ratio=EVAL_TIME_RATIO[variant],
         rounds=3,
     )
     assert len(detections["boxes"]) == 100

@@ -345,27 +345,54 @@ inline bool forward_nchw_rows_apply(const LevelTable<float>& lv, int level) {
   return lv.stride_w[level] == 1 && lv.width[level] >= kRowWindow;
 }
 
-inline void forward_nchw_unit_rows(const AxisTables<float>& tables, const ForwardArgs<float, float>& args, int64_t r,
-                                   int64_t c0, float* output) {
+// Every bin column's row window (column_window) of the RoIs of `tables` whose level the rows
+// path reads, computed once for all their channel groups: RoI r, column pw is entry r * PW + pw,
+// with start -1 where the bin's taps do not fit a window.
+struct ColumnWindows {
+  std::vector<int64_t> start;
+  std::vector<float> weights;  // kRowWindow per entry
+
+  void build(const AxisTables<float>& tables, const LevelTable<float>& lv, int64_t PW) {
+    const int64_t count = static_cast<int64_t>(tables.index.size());
+    start.assign(count * PW, -1);
+    weights.assign(count * PW * kRowWindow, 0.0f);
+    for (int64_t r = 0; r < count; ++r) {
+      if (!forward_nchw_rows_apply(lv, tables.level[r])) {
+        continue;
+      }
+      const int64_t* columns = tables.columns.data() + r * (PW + 1);
+      for (int64_t pw = 0; pw < PW; ++pw) {
+        const int64_t e = r * PW + pw;
+        int64_t first = 0;
+        if (column_window(tables.taps.data() + columns[pw], tables.taps.data() + columns[pw + 1],
+                          lv.width[tables.level[r]], first, weights.data() + e * kRowWindow)) {
+          start[e] = first;
+        }
+      }
+    }
+  }
+};
+
+inline void forward_nchw_unit_rows(const AxisTables<float>& tables, const ColumnWindows& windows,
+                                   const ForwardArgs<float, float>& args, int64_t r, int64_t c0, float* output) {
   constexpr int n = 8;
   const int64_t PH = args.pool.pooled_height;
   const int64_t PW = args.pool.pooled_width;
   const AxisTap<float>* taps = tables.taps.data();
-  const int64_t width = args.levels.width[tables.level[r]];
   const float* planes[n];
   float* out[n];
   unit_pointers<n>(tables, args, r, c0, output, planes, out);
   const int64_t* rows = tables.rows.data() + r * (PH + 1);
   const int64_t* columns = tables.columns.data() + r * (PW + 1);
   const float divisor = tables.divisor[r];
-  alignas(32) float weights[kRowWindow];
   alignas(32) float sums[n];
   for (int64_t pw = 0; pw < PW; ++pw) {
     const AxisTap<float>* x_begin = taps + columns[pw];
     const AxisTap<float>* x_end = taps + columns[pw + 1];
-    int64_t start = 0;
-    const bool windowed = column_window(x_begin, x_end, width, start, weights);
-    const __m256 column_weights = windowed ? _mm256_load_ps(weights) : _mm256_setzero_ps();
+    const int64_t start = windows.start[r * PW + pw];
+    const bool windowed = start >= 0;
+    const __m256 column_weights =
+        windowed ? _mm256_loadu_ps(windows.weights.data() + (r * PW + pw) * kRowWindow) : _mm256_setzero_ps();
     for (int64_t ph = 0; ph < PH; ++ph) {
       if (!windowed) {
         float sum[n] = {};
@@ -403,6 +430,12 @@ void forward_nchw(const AxisTables<T>& tables, const ForwardArgs<scalar_t, T>& a
   const int64_t channels = args.levels.channels;
   const int64_t groups = (channels + kChannelsPerUnit - 1) / kChannelsPerUnit;
   const int64_t count = static_cast<int64_t>(tables.index.size());
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+  ColumnWindows windows;
+  if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<T, float> && kChannelsPerUnit == 8) {
+    windows.build(tables, args.levels, args.pool.pooled_width);
+  }
+#endif
   // Consecutive units share a channel group: a thread's range walks a few planes, each while
   // it is in cache, RoI after RoI.
   at::parallel_for(0, groups * count, 16, [&](int64_t begin, int64_t end) {
@@ -413,7 +446,7 @@ void forward_nchw(const AxisTables<T>& tables, const ForwardArgs<scalar_t, T>& a
 #if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
         if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<T, float> && kChannelsPerUnit == 8) {
           if (forward_nchw_rows_apply(args.levels, tables.level[r])) {
-            forward_nchw_unit_rows(tables, args, r, c0, output);
+            forward_nchw_unit_rows(tables, windows, args, r, c0, output);
             continue;
           }
         }
@@ -454,17 +487,32 @@ void forward_impl(const ForwardArgs<scalar_t, T>& args, int64_t num_rois, scalar
       }
     }
   });
-  AxisTables<T> tables;
+  // The NCHW RoIs in the order of (level, image, top edge): consecutive RoIs of a channel group
+  // then read nearby rows of the same planes, still in cache.
+  struct Placed {
+    int level;
+    int64_t batch;
+    T top;
+    int64_t k;
+  };
+  std::vector<Placed> placed;
   for (int64_t k = 0; k < num_rois; ++k) {
     const T* roi = args.rois + k * 5;
     const int level = level_of_box(roi + 1, lv);
     const int64_t batch = batch_of_roi(roi, lv.batch);
     if (level >= 0 && batch >= 0 && !is_nhwc(lv, level)) {
-      tables.add(k, roi, level, batch, lv, args.pool);
-      if (tables.taps.size() >= kMaxAxisTaps) {
-        forward_nchw(tables, args, output);
-        tables.clear();
-      }
+      placed.push_back({level, batch, roi[2], k});
+    }
+  }
+  std::sort(placed.begin(), placed.end(), [](const Placed& a, const Placed& b) {
+    return a.level != b.level ? a.level < b.level : a.batch != b.batch ? a.batch < b.batch : a.top < b.top;
+  });
+  AxisTables<T> tables;
+  for (const Placed& p : placed) {
+    tables.add(p.k, args.rois + p.k * 5, p.level, p.batch, lv, args.pool);
+    if (tables.taps.size() >= kMaxAxisTaps) {
+      forward_nchw(tables, args, output);
+      tables.clear();
     }
   }
   if (!tables.index.empty()) {

@@ -18,6 +18,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -345,35 +346,112 @@ inline bool forward_nchw_rows_apply(const LevelTable<float>& lv, int level) {
   return lv.stride_w[level] == 1 && lv.width[level] >= kRowWindow;
 }
 
-// Every bin column's row window (column_window) of the RoIs of `tables` whose level the rows
-// path reads, computed once for all their channel groups: RoI r, column pw is entry r * PW + pw,
-// with start -1 where the bin's taps do not fit a window.
-struct ColumnWindows {
+// Rows a RoI's bin column reads, at most, to take the row-dot form (below).
+constexpr int64_t kMaxRowDots = 64;
+
+// What forward_nchw_unit_rows needs of the RoIs of `tables` whose level the rows path reads,
+// computed once for all their channel groups. Each bin column's row window (column_window):
+// RoI r, column pw is entry r * PW + pw, start -1 where the bin's taps do not fit a window.
+// The row-dot form, for a RoI that reads few rows for its bins (row_count[r] > 0; 0: it
+// does not take it): each of its rows first_row[r] ... + row_count[r] - 1 is dotted with a
+// column's window once, and a bin sums its row taps' dots; row_of[2 t], row_of[2 t + 1] are
+// row tap t's two rows, relative to first_row.
+struct RowsPlan {
   std::vector<int64_t> start;
   std::vector<float> weights;  // kRowWindow per entry
+  std::vector<int64_t> first_row;
+  std::vector<int64_t> row_count;
+  std::vector<int32_t> row_of;
 
-  void build(const AxisTables<float>& tables, const LevelTable<float>& lv, int64_t PW) {
+  void build(const AxisTables<float>& tables, const LevelTable<float>& lv, int64_t PH, int64_t PW) {
     const int64_t count = static_cast<int64_t>(tables.index.size());
     start.assign(count * PW, -1);
     weights.assign(count * PW * kRowWindow, 0.0f);
+    first_row.assign(count, 0);
+    row_count.assign(count, 0);
+    row_of.assign(tables.taps.size() * 2, 0);
     for (int64_t r = 0; r < count; ++r) {
-      if (!forward_nchw_rows_apply(lv, tables.level[r])) {
+      const int level = tables.level[r];
+      if (!forward_nchw_rows_apply(lv, level)) {
         continue;
       }
       const int64_t* columns = tables.columns.data() + r * (PW + 1);
       for (int64_t pw = 0; pw < PW; ++pw) {
         const int64_t e = r * PW + pw;
         int64_t first = 0;
-        if (column_window(tables.taps.data() + columns[pw], tables.taps.data() + columns[pw + 1],
-                          lv.width[tables.level[r]], first, weights.data() + e * kRowWindow)) {
+        if (column_window(tables.taps.data() + columns[pw], tables.taps.data() + columns[pw + 1], lv.width[level],
+                          first, weights.data() + e * kRowWindow)) {
           start[e] = first;
         }
       }
+      plan_row_dots(tables, r, lv.stride_h[level], PH);
+    }
+  }
+
+  // The row-dot form pays where a RoI's rows are fewer than about 2 per bin row: each row dot
+  // costs one load per channel, where the tap-by-tap form loads 2 rows per row tap of a bin.
+  void plan_row_dots(const AxisTables<float>& tables, int64_t r, int64_t stride_h, int64_t PH) {
+    const int64_t begin = tables.rows[r * (PH + 1)];
+    const int64_t end = tables.rows[r * (PH + 1) + PH];
+    if (begin == end || stride_h <= 0) {
+      return;
+    }
+    int64_t low = std::numeric_limits<int64_t>::max(), high = -1;
+    for (int64_t t = begin; t < end; ++t) {
+      low = std::min(low, tables.taps[t].low / stride_h);
+      high = std::max(high, tables.taps[t].high / stride_h);
+    }
+    const int64_t rows = high - low + 1;
+    if (rows > std::min(2 * PH, kMaxRowDots)) {
+      return;
+    }
+    first_row[r] = low;
+    row_count[r] = rows;
+    for (int64_t t = begin; t < end; ++t) {
+      row_of[2 * t] = static_cast<int32_t>(tables.taps[t].low / stride_h - low);
+      row_of[2 * t + 1] = static_cast<int32_t>(tables.taps[t].high / stride_h - low);
     }
   }
 };
 
-inline void forward_nchw_unit_rows(const AxisTables<float>& tables, const ColumnWindows& windows,
+// Bin column pw of RoI r (8 channels, `planes` and `out` as unit_pointers gives them) in the
+// row-dot form: dots[j][i] = row first_row + j of plane i . the column window, then each bin
+// the sum of its row taps' weights times their rows' dots.
+inline void forward_nchw_column_row_dots(const AxisTables<float>& tables, const RowsPlan& plan,
+                                         const ForwardArgs<float, float>& args, int64_t r, int64_t pw, int64_t start,
+                                         __m256 column_weights, const float* const* planes, float* const* out) {
+  constexpr int n = 8;
+  const int64_t PH = args.pool.pooled_height;
+  const int64_t PW = args.pool.pooled_width;
+  const int64_t stride_h = args.levels.stride_h[tables.level[r]];
+  const int64_t rows = plan.row_count[r];
+  __m256 dots[kMaxRowDots];
+  for (int64_t j = 0; j < rows; ++j) {
+    const int64_t offset = (plan.first_row[r] + j) * stride_h + start;
+    __m256 products[n];
+    for (int i = 0; i < n; ++i) {
+      products[i] = _mm256_mul_ps(_mm256_loadu_ps(planes[i] + offset), column_weights);
+    }
+    dots[j] = horizontal_sums(products);
+  }
+  const AxisTap<float>* taps = tables.taps.data();
+  const int64_t* bin_rows = tables.rows.data() + r * (PH + 1);
+  const __m256 divisor = _mm256_set1_ps(tables.divisor[r]);
+  alignas(32) float sums[n];
+  for (int64_t ph = 0; ph < PH; ++ph) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t t = bin_rows[ph]; t < bin_rows[ph + 1]; ++t) {
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(taps[t].h), dots[plan.row_of[2 * t]], acc);
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(taps[t].l), dots[plan.row_of[2 * t + 1]], acc);
+    }
+    _mm256_store_ps(sums, _mm256_div_ps(acc, divisor));
+    for (int i = 0; i < n; ++i) {
+      out[i][ph * PW + pw] = sums[i];
+    }
+  }
+}
+
+inline void forward_nchw_unit_rows(const AxisTables<float>& tables, const RowsPlan& plan,
                                    const ForwardArgs<float, float>& args, int64_t r, int64_t c0, float* output) {
   constexpr int n = 8;
   const int64_t PH = args.pool.pooled_height;
@@ -389,10 +467,14 @@ inline void forward_nchw_unit_rows(const AxisTables<float>& tables, const Column
   for (int64_t pw = 0; pw < PW; ++pw) {
     const AxisTap<float>* x_begin = taps + columns[pw];
     const AxisTap<float>* x_end = taps + columns[pw + 1];
-    const int64_t start = windows.start[r * PW + pw];
+    const int64_t start = plan.start[r * PW + pw];
     const bool windowed = start >= 0;
     const __m256 column_weights =
-        windowed ? _mm256_loadu_ps(windows.weights.data() + (r * PW + pw) * kRowWindow) : _mm256_setzero_ps();
+        windowed ? _mm256_loadu_ps(plan.weights.data() + (r * PW + pw) * kRowWindow) : _mm256_setzero_ps();
+    if (windowed && plan.row_count[r] > 0) {
+      forward_nchw_column_row_dots(tables, plan, args, r, pw, start, column_weights, planes, out);
+      continue;
+    }
     for (int64_t ph = 0; ph < PH; ++ph) {
       if (!windowed) {
         float sum[n] = {};
@@ -431,9 +513,9 @@ void forward_nchw(const AxisTables<T>& tables, const ForwardArgs<scalar_t, T>& a
   const int64_t groups = (channels + kChannelsPerUnit - 1) / kChannelsPerUnit;
   const int64_t count = static_cast<int64_t>(tables.index.size());
 #if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
-  ColumnWindows windows;
+  RowsPlan plan;
   if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<T, float> && kChannelsPerUnit == 8) {
-    windows.build(tables, args.levels, args.pool.pooled_width);
+    plan.build(tables, args.levels, args.pool.pooled_height, args.pool.pooled_width);
   }
 #endif
   // Consecutive units share a channel group: a thread's range walks a few planes, each while
@@ -446,7 +528,7 @@ void forward_nchw(const AxisTables<T>& tables, const ForwardArgs<scalar_t, T>& a
 #if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
         if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<T, float> && kChannelsPerUnit == 8) {
           if (forward_nchw_rows_apply(args.levels, tables.level[r])) {
-            forward_nchw_unit_rows(tables, windows, args, r, c0, output);
+            forward_nchw_unit_rows(tables, plan, args, r, c0, output);
             continue;
           }
         }

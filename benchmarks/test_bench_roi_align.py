@@ -18,11 +18,12 @@ the maps' gradients. The foundation issue measured torchvision here at 0.76 s si
 forward, 2.7 s forward+backward, 0.60 s multi-level 7x7, 0.15 s multi-level 14x14.
 
 On this 2-core AVX2 CPU (2026-11-26) the ratios move a lot from run to run, both sides' times
-by up to 1.5x: NCHW single-level forward 7.2-13x, multi-level forward at 1000 RoIs 6.8-11x
-(NCHW levels read in place, channel-major, a bin within 8 columns one 8-float row load at a
-time; large outputs in huge pages). Missed in every run (the run fails on it; issue 14 is the
-work to meet it): the NCHW multi-level forward at 100 RoIs (7.9-8.4x). Its forward+backward,
-4.1-5.4x before the NCHW backward went channel-major, measured 8.7x after.
+by up to 1.5x. NCHW forward, 3 runs after the row-dot form (NCHW levels read in place,
+channel-major, RoIs in level and row order, each row's dot with a bin column's window shared
+by the bins that read it): single-level 11.9-12.8x, multi-level 11.0-11.7x at 1000 RoIs and
+11.0-11.1x at 100 RoIs 14x14 (8.1x before). The channels-last forwards are bimodal from one
+pytest process to the next (multi-level at 1000 RoIs: 17.6 ms in most, 46 ms in some, which
+then misses its 10x); the NCHW ones are not.
 """
 
 from collections import OrderedDict

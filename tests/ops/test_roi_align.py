@@ -230,6 +230,19 @@ def test_non_finite_coordinates_pool_to_zeros(aligned, sampling_ratio, layout):
     torch.testing.assert_close(grad, grad_good)
 
 
+def test_many_rois_with_non_finite_top_edges_pool_like_each_alone():
+    # The NCHW forward sorts its RoIs by top edge; NaN edges must not break that order.
+    x = make_input(batch=2, channels=8, height=24, width=32)
+    g = torch.Generator().manual_seed(5)
+    rois = random_rois(300, 2, 96, 128, g)
+    rois[::3, 2] = float("nan")
+    rois[1::7, 2] = float("-inf")
+    pooled = ops.roi_align(x, rois, 5, 0.25, 2)
+    expected = torch.stack([ops.roi_align(x, roi[None], 5, 0.25, 2)[0] for roi in rois])
+    torch.testing.assert_close(pooled, expected, atol=ATOL32, rtol=0)
+    assert torch.equal(pooled[::3], torch.zeros_like(pooled[::3]))
+
+
 def test_no_boxes():
     x = make_input()
     assert ops.roi_align(x, torch.zeros(0, 5), 7).shape == (0, 12, 7, 7)

@@ -18,6 +18,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -583,7 +584,9 @@ void forward_impl(const ForwardArgs<scalar_t, T>& args, int64_t num_rois, scalar
     const int level = level_of_box(roi + 1, lv);
     const int64_t batch = batch_of_roi(roi, lv.batch);
     if (level >= 0 && batch >= 0 && !is_nhwc(lv, level)) {
-      placed.push_back({level, batch, roi[2], k});
+      // A NaN edge sorts last: the order must stay a strict weak one for std::sort.
+      const T top = std::isnan(roi[2]) ? std::numeric_limits<T>::infinity() : roi[2];
+      placed.push_back({level, batch, top, k});
     }
   }
   std::sort(placed.begin(), placed.end(), [](const Placed& a, const Placed& b) {

@@ -9,18 +9,22 @@ forward and backward, with no per-level gather/scatter.
 import math
 
 import torch
-from torch import Tensor, nn
+import torchvision.ops
+from torch import Tensor
+from torch.jit.annotations import BroadcastingList2
 
 from msrcnn_fast.ops._rois import Boxes, as_rois, is_channels_last, pair
+from msrcnn_fast.ops.errors import ArgumentValueError, call_dropin
 from msrcnn_fast.ops.roi_align import check_fake_args, check_int_args
 
 __all__ = ["MultiScaleRoIAlign", "multi_level_roi_align"]
 
 
+@torch.fx.wrap
 def multi_level_roi_align(
     features: list[Tensor],
     boxes: Boxes,
-    output_size: int | tuple[int, int] | list[int],
+    output_size: BroadcastingList2[int],
     spatial_scales: list[float],
     sampling_ratio: int = -1,
     aligned: bool = False,
@@ -48,11 +52,24 @@ def multi_level_roi_align(
         larger than its map (1e9 or 1e30 pixels) finishes at once and pools to ~0.
     """
     if len(features) == 0:
-        raise ValueError("features: expected at least one feature map, got none")
-    rois = as_rois(boxes, like=features[0])
+        raise ArgumentValueError("features: expected at least one feature map, got none")
+    rois = as_rois(boxes, features[0])
     pooled_height, pooled_width = pair(output_size)
+    if torch.jit.is_scripting():
+        return torch.ops.msrcnn.multi_level_roi_align(
+            features,
+            rois,
+            spatial_scales,
+            pooled_height,
+            pooled_width,
+            sampling_ratio,
+            aligned,
+            canonical_scale,
+            canonical_level,
+        )
     check_int_args((pooled_height, pooled_width), sampling_ratio)
-    return torch.ops.msrcnn.multi_level_roi_align(
+    return call_dropin(
+        torch.ops.msrcnn.multi_level_roi_align,
         list(features),
         rois,
         [float(s) for s in spatial_scales],
@@ -65,56 +82,65 @@ def multi_level_roi_align(
     )
 
 
-def _infer_scale(feature: Tensor, original_size: tuple[int, int]) -> float:
+def _infer_scale(feature: Tensor, original_size: list[int]) -> float:
     """Nearest power of two to feature height / image height (torchvision's heuristic); from the
     widths for a map without rows (whose boxes then pool zeros)."""
-    for size, original in zip(feature.shape[-2:], original_size):
+    for i in range(2):
+        size, original = feature.size(2 + i), original_size[i]
         if size > 0 and original > 0:
-            return 2.0 ** round(math.log2(float(size) / float(original)))
-    raise ValueError(
-        f"x: cannot infer the scale of a feature map of size {tuple(feature.shape[-2:])} for images of size "
-        f"{tuple(original_size)}"
+            return 2.0 ** round(math.log(float(size) / float(original)) / math.log(2.0))
+    raise ArgumentValueError(
+        "x: cannot infer the scale of a feature map of size "
+        + str(feature.shape[-2:])
+        + " for images of size "
+        + str(original_size)
     )
 
 
-class MultiScaleRoIAlign(nn.Module):
-    """Multi-scale RoIAlign pooling with torchvision's call, level mapping and scale inference.
+# The helpers of MultiScaleRoIAlign.forward that read the values of its arguments are leaves
+# for torch.fx (torch.fx.wrap), as torchvision's: a traced model calls them, and the module
+# itself traces, so torchvision.models.feature_extraction works on a model that holds it.
+@torch.fx.wrap
+def _filter_input(x: dict[str, Tensor], featmap_names: list[str]) -> list[Tensor]:
+    """The maps named in featmap_names, in the dict's order."""
+    features: list[Tensor] = []
+    for name, feature in x.items():
+        if name in featmap_names:
+            features.append(feature)
+    if len(features) == 0:
+        raise ArgumentValueError(
+            "x: none of the feature maps " + str(featmap_names) + " is in the input (" + str(list(x.keys())) + ")"
+        )
+    return features
 
-    Args:
-        featmap_names: names of the feature maps (keys of the input dict) to pool from.
-        output_size: output size of each pooled region.
-        sampling_ratio: sampling ratio of the RoIAlign: samples per bin side, at most 1024, or
-            <= 0 for an adaptive grid (as :func:`msrcnn_fast.ops.roi_align`).
-        canonical_scale, canonical_level: see :func:`multi_level_roi_align`.
+
+@torch.fx.wrap
+def _setup_scales(features: list[Tensor], image_shapes: list[tuple[int, int]]) -> list[float]:
+    """The scale of each map, from its size and the largest image's."""
+    if len(image_shapes) == 0:
+        raise ArgumentValueError("image_shapes: expected at least one image size, got none")
+    max_height = 0
+    max_width = 0
+    for shape in image_shapes:
+        max_height = max(max_height, shape[0])
+        max_width = max(max_width, shape[1])
+    return [_infer_scale(f, [max_height, max_width]) for f in features]
+
+
+class MultiScaleRoIAlign(torchvision.ops.MultiScaleRoIAlign):
+    """Multi-scale RoIAlign pooling with torchvision's call, level mapping and scale inference,
+    in one kernel (:func:`multi_level_roi_align`).
+
+    A subclass of torchvision's ``MultiScaleRoIAlign``: its arguments (``featmap_names``,
+    ``output_size``, ``sampling_ratio``, keyword-only ``canonical_scale`` and
+    ``canonical_level``), attributes and repr, so torchvision's detectors accept it as their
+    ``box_roi_pool`` / ``mask_roi_pool`` and its feature extraction keeps it a graph leaf. A
+    fixed ``sampling_ratio`` is at most 1024 (<= 0: adaptive), as :func:`roi_align`.
 
     As torchvision's, the scales are inferred on the first call from the feature-map and
-    image sizes and kept for later calls.
+    image sizes and kept for later calls (not while torch.fx traces it: the traced graph
+    infers them on each call until they are set). It can be scripted (``torch.jit.script``).
     """
-
-    def __init__(
-        self,
-        featmap_names: list[str],
-        output_size: int | tuple[int] | list[int],
-        sampling_ratio: int,
-        *,
-        canonical_scale: int = 224,
-        canonical_level: int = 4,
-    ):
-        super().__init__()
-        if isinstance(output_size, int):
-            output_size = (output_size, output_size)
-        self.featmap_names = featmap_names
-        self.sampling_ratio = sampling_ratio
-        self.output_size = tuple(output_size)
-        self.scales: list[float] | None = None
-        self.canonical_scale = canonical_scale
-        self.canonical_level = canonical_level
-
-    def _setup_scales(self, features: list[Tensor], image_shapes: list[tuple[int, int]]) -> list[float]:
-        if not image_shapes:
-            raise ValueError("image_shapes: expected at least one image size, got none")
-        original_size = (max(s[0] for s in image_shapes), max(s[1] for s in image_shapes))
-        return [_infer_scale(f, original_size) for f in features]
 
     def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
         """Pools every box from its level.
@@ -124,16 +150,19 @@ class MultiScaleRoIAlign(nn.Module):
             boxes: one Tensor[L, 4] per image, (x1, y1, x2, y2) in image coordinates.
             image_shapes: (height, width) of each image before the backbone.
         """
-        features = [v for k, v in x.items() if k in self.featmap_names]
-        if not features:
-            raise ValueError(f"x: none of the feature maps {self.featmap_names} is in the input ({list(x)})")
-        if self.scales is None:
-            self.scales = self._setup_scales(features, image_shapes)
+        features = _filter_input(x, self.featmap_names)
+        scales = self.scales
+        if scales is None:
+            scales = _setup_scales(features, image_shapes)
+            if torch.jit.is_scripting():
+                self.scales = scales
+            elif not isinstance(scales, torch.fx.Proxy):
+                self.scales = scales
         return multi_level_roi_align(
             features,
             boxes,
-            self.output_size,
-            self.scales,
+            [self.output_size[0], self.output_size[1]],
+            scales,
             self.sampling_ratio,
             False,
             self.canonical_scale,

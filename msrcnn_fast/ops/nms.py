@@ -24,30 +24,46 @@ import torch
 from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
 
+from msrcnn_fast.ops.errors import call_dropin
+
 __all__ = ["batched_nms", "batched_soft_nms", "nms", "soft_nms"]
 
 
-def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, *, offset: float = 0.0) -> Tensor:
+@torch.fx.wrap
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, offset: float = 0.0) -> Tensor:
     """Greedy hard NMS, as ``torchvision.ops.nms``.
 
     A box is suppressed when its IoU with a kept, higher-scoring box is greater than
-    ``iou_threshold`` (strictly, as torchvision).
+    ``iou_threshold`` (strictly, as torchvision). ``offset``: 0 or 1 (see the module's notes).
 
     Returns:
         int64 Tensor of the kept boxes' indices, by decreasing score (equal scores: by index).
     """
-    return torch.ops.msrcnn.nms(boxes, scores, float(iou_threshold), float(offset))
+    if torch.jit.is_scripting():
+        return torch.ops.msrcnn.nms(boxes, scores, iou_threshold, offset)
+    return call_dropin(torch.ops.msrcnn.nms, boxes, scores, float(iou_threshold), float(offset))
 
 
-def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, *, offset: float = 0.0) -> Tensor:
+@torch.fx.wrap
+def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, offset: float = 0.0) -> Tensor:
     """Hard NMS per category, as ``torchvision.ops.batched_nms``.
 
-    Boxes of different categories (values of ``idxs``) never suppress each other.
+    Boxes of different categories (values of ``idxs``) never suppress each other. Boxes with
+    no elements give no indices whatever the other arguments are (None included), as
+    torchvision's.
 
     Returns:
         int64 Tensor of the kept boxes' indices, by decreasing score (equal scores: by index).
     """
-    return torch.ops.msrcnn.batched_nms(boxes, scores, idxs, float(iou_threshold), float(offset))
+    if torch.jit.is_scripting():
+        if boxes.numel() == 0:
+            return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+        return torch.ops.msrcnn.batched_nms(boxes, scores, idxs, iou_threshold, offset)
+    # Traced (torch.compile, torch.export), the size may be symbolic: the kernel handles empty
+    # boxes itself, so no guard on it is needed there.
+    if not torch.compiler.is_compiling() and boxes.numel() == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    return call_dropin(torch.ops.msrcnn.batched_nms, boxes, scores, idxs, float(iou_threshold), float(offset))
 
 
 def soft_nms(

@@ -7,9 +7,12 @@ deterministic backward. CUDA: one thread per output element.
 """
 
 import torch
-from torch import Tensor, nn
+import torchvision.ops
+from torch import Tensor
+from torch.jit.annotations import BroadcastingList2
 
 from msrcnn_fast.ops._rois import Boxes, as_rois, is_channels_last, pair
+from msrcnn_fast.ops.errors import ArgumentValueError, call_dropin
 
 __all__ = ["MAX_SAMPLING_RATIO", "RoIAlign", "roi_align"]
 
@@ -22,18 +25,19 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 def check_int_args(output_size: tuple[int, int], sampling_ratio: int) -> None:
     """Raises ValueError for ints the ops' int64 arguments cannot carry (the kernels check the rest)."""
     if any(isinstance(v, int) and not _INT64_MIN <= v <= _INT64_MAX for v in output_size):
-        raise ValueError(f"output_size: {tuple(output_size)} is too large: sizes must fit int64")
+        raise ArgumentValueError(f"output_size: {tuple(output_size)} is too large: sizes must fit int64")
     if isinstance(sampling_ratio, int) and not _INT64_MIN <= sampling_ratio <= _INT64_MAX:
-        raise ValueError(
+        raise ArgumentValueError(
             f"sampling_ratio: expected an int in [1, {MAX_SAMPLING_RATIO}] (samples per bin side), or <= 0 "
             f"for an adaptive grid, got {sampling_ratio}"
         )
 
 
+@torch.fx.wrap
 def roi_align(
     input: Tensor,
     boxes: Boxes,
-    output_size: int | tuple[int, int] | list[int],
+    output_size: BroadcastingList2[int],
     spatial_scale: float = 1.0,
     sampling_ratio: int = -1,
     aligned: bool = False,
@@ -65,36 +69,25 @@ def roi_align(
     finishes the result is its result; an adaptive grid side beyond 2^31 - 1 samples (where
     torchvision's int overflows) is clamped to 2^31 - 1.
     """
-    rois = as_rois(boxes, like=input)
+    rois = as_rois(boxes, input)
     pooled_height, pooled_width = pair(output_size)
+    if torch.jit.is_scripting():
+        return torch.ops.msrcnn.roi_align(
+            input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned
+        )
     check_int_args((pooled_height, pooled_width), sampling_ratio)
-    return torch.ops.msrcnn.roi_align(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
+    return call_dropin(
+        torch.ops.msrcnn.roi_align, input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned
+    )
 
 
-class RoIAlign(nn.Module):
-    """Module form of :func:`roi_align`, as ``torchvision.ops.RoIAlign``."""
-
-    def __init__(
-        self,
-        output_size: int | tuple[int, int] | list[int],
-        spatial_scale: float,
-        sampling_ratio: int,
-        aligned: bool = False,
-    ):
-        super().__init__()
-        self.output_size = output_size
-        self.spatial_scale = spatial_scale
-        self.sampling_ratio = sampling_ratio
-        self.aligned = aligned
+class RoIAlign(torchvision.ops.RoIAlign):
+    """Module form of :func:`roi_align`: torchvision's ``RoIAlign`` (a subclass: its arguments,
+    attributes and repr, and what checks for it, such as torchvision's feature extraction that
+    keeps its ops' modules as graph leaves) running our kernel."""
 
     def forward(self, input: Tensor, rois: Boxes) -> Tensor:
         return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
-
-    def __repr__(self) -> str:
-        return (
-            f"{self.__class__.__name__}(output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
-            f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned})"
-        )
 
 
 def check_fake_args(op: str, features: list[Tensor], names: list[str], rois: Tensor) -> None:

@@ -3,7 +3,6 @@
 Scriptable (``torch.jit.script``): the drop-ins that call these are.
 """
 
-
 import torch
 from torch import Tensor
 

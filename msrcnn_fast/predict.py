@@ -59,7 +59,7 @@ def main(argv=None):
             raise FileNotFoundError(f"image file(s) not found: {', '.join(missing)}")
         cfg = load_config(args.config, args.overrides)
         device = resolve_device(cfg)
-        model, categories = load_trained_model(cfg, args.checkpoint, device=device)
+        model, categories, _ = load_trained_model(cfg, args.checkpoint, device=device)
         os.makedirs(args.out, exist_ok=True)
         names = [c["name"] for c in categories]
         unreadable = 0

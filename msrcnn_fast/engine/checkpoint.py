@@ -7,6 +7,7 @@ iterations, every rank's random-number states (engine/rng.py), the config and th
 
 import os
 import re
+import shutil
 
 import torch
 
@@ -15,6 +16,7 @@ LAST_CHECKPOINT = "last_checkpoint"  # a text file naming the newest complete ch
 FINAL = "model_final.pth"
 METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"  # the merged config of the run
+TENSORBOARD = "tensorboard"  # the run's TensorBoard event files (log.tensorboard)
 _PERIODIC = re.compile(r"model_\d{7,}\.pth")
 # what atomic_write leaves behind when a run is killed mid-write
 _TEMPORARY = re.compile(r"\.(model_final\.pth|model_\d{7,}\.pth|last_checkpoint|metrics\.jsonl)\.tmp-\d+")
@@ -142,12 +144,15 @@ def run_files(output_dir):
 
 
 def remove_run_files(output_dir):
-    """Removes a run's files from output_dir (those of run_files, its config.yaml, and the
-    temporary files a killed write left), so a new run starts in a folder that holds nothing
+    """Removes a run's files from output_dir (those of run_files, its config.yaml, its
+    TensorBoard folder, and the temporary files a killed write left), so a new run starts in a folder that holds nothing
     of the old one; other files (an eval/ folder, a user's notes) stay. Returns their names."""
     removed = [n for n in os.listdir(output_dir) if n == CONFIG or _TEMPORARY.fullmatch(n)]
     # the pointer first: a run killed half-way through this never points at a removed checkpoint
     removed = sorted(set(run_files(output_dir) + removed), key=lambda n: (n != LAST_CHECKPOINT, n))
     for name in removed:
         os.remove(os.path.join(output_dir, name))
+    if os.path.isdir(os.path.join(output_dir, TENSORBOARD)):  # the run's TensorBoard events (log.tensorboard)
+        shutil.rmtree(os.path.join(output_dir, TENSORBOARD))
+        removed.append(TENSORBOARD)
     return removed

@@ -223,6 +223,12 @@ SCHEMA = {
         "find_unused_parameters": boolean(False),
     },
     "test": {"images_per_batch": integer(1, low=1), "max_detections": integer(100, low=1)},
+    # COCOeval of pycocotools, or faster-coco-eval's (the same AP; pip install msrcnn_fast[fast-eval])
+    "evaluation": {"backend": string("pycocotools", choices=("pycocotools", "faster_coco_eval"))},
+    # TensorBoard event files in output_dir/tensorboard next to metrics.jsonl (pip install
+    # msrcnn_fast[tensorboard]): losses, learning rate, iteration time, the evaluation's AP
+    # table and MaskIoU correlations, and Fig. 5
+    "log": {"tensorboard": boolean(False)},
     "device": string("auto", choices=("auto", "cpu", "cuda")),
     "output_dir": string("output"),
 }

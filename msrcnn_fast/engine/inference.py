@@ -8,13 +8,14 @@ from tqdm import tqdm
 from msrcnn_fast.engine.build import build_dataset, build_model, build_test_loader, resolve_device
 from msrcnn_fast.engine.checkpoint import load_checkpoint, load_model_state
 from msrcnn_fast.engine.config import ConfigError
+from msrcnn_fast.engine.tensorboard_log import TensorBoardLog
 from msrcnn_fast.evaluation import MaskScoringEvaluator, draw_detections, format_table, save_results, write_plots
 
 
 def load_trained_model(cfg, checkpoint_path, *, device, categories=None):
-    """(model in eval mode on `device`, categories). The categories come from the checkpoint;
-    `categories` (e.g. the evaluation set's) must agree with them, or stand in for a bare
-    state dict that has none."""
+    """(model in eval mode on `device`, categories, the iteration it was saved at or None for a
+    bare state dict). The categories come from the checkpoint; `categories` (e.g. the
+    evaluation set's) must agree with them, or stand in for a bare state dict that has none."""
     checkpoint = load_checkpoint(checkpoint_path)
     saved = checkpoint.get("categories")
     if saved is not None and categories is not None and [c["id"] for c in saved] != [c["id"] for c in categories]:
@@ -27,7 +28,7 @@ def load_trained_model(cfg, checkpoint_path, *, device, categories=None):
         raise ConfigError(f"{checkpoint_path}: holds no category list; give a dataset (data.val) to take it from")
     model = build_model(cfg, num_classes=len(categories) + 1)
     load_model_state(model, checkpoint["model"], checkpoint_path)
-    return model.to(device).eval(), categories
+    return model.to(device).eval(), categories, checkpoint.get("iteration")
 
 
 @torch.no_grad()
@@ -50,11 +51,16 @@ def run_evaluation(cfg, checkpoint_path, *, out_dir, max_images=None, draw_image
     (results dict, table text)."""
     device = resolve_device(cfg)
     dataset = build_dataset(cfg, "val", training=False, targets=True)
-    model, categories = load_trained_model(cfg, checkpoint_path, device=device, categories=dataset.categories)
+    model, categories, iteration = load_trained_model(
+        cfg, checkpoint_path, device=device, categories=dataset.categories
+    )
     subset = dataset if max_images is None else torch.utils.data.Subset(dataset, range(min(max_images, len(dataset))))
     loader = build_test_loader(cfg, subset, device_type=device)
     evaluator = MaskScoringEvaluator(
-        dataset.coco, category_ids=[c["id"] for c in categories], max_detections=cfg.test.max_detections
+        dataset.coco,
+        category_ids=[c["id"] for c in categories],
+        max_detections=cfg.test.max_detections,
+        backend=cfg.evaluation.backend,
     )
     draw_dir = os.path.join(out_dir, "predictions")
     if draw_images:
@@ -70,4 +76,8 @@ def run_evaluation(cfg, checkpoint_path, *, out_dir, max_images=None, draw_image
     results.update(checkpoint=os.fspath(checkpoint_path), max_detections=cfg.test.max_detections)
     save_results(results, os.path.join(out_dir, "evaluation.json"))
     results["plots"] = write_plots(evaluator.arrays(), out_dir, classification=results.get("classification"))
+    if cfg.log.tensorboard:
+        board = TensorBoardLog(cfg.output_dir)
+        board.write_evaluation(results, iteration, plot_dir=out_dir)
+        board.close()
     return results, format_table(results)

@@ -28,6 +28,7 @@ from msrcnn_fast.engine.config import ConfigError
 from msrcnn_fast.engine.distributed import gather_objects, mean_over_processes
 from msrcnn_fast.engine.metrics_log import MetricsLog
 from msrcnn_fast.engine.rng import capture_rng_state, restore_rng_state, seed_everything
+from msrcnn_fast.engine.tensorboard_log import TensorBoardLog
 
 MODEL_TARGET_KEYS = ("boxes", "labels", "masks")
 
@@ -81,6 +82,7 @@ class Trainer:
         self.output_dir = cfg.output_dir
         self.progress = progress and info.is_main
         self.metrics = MetricsLog(os.path.join(self.output_dir, ckpt.METRICS)) if info.is_main else None
+        self.tensorboard = TensorBoardLog(self.output_dir) if info.is_main and cfg.log.tensorboard else None
 
     @property
     def bare_model(self):
@@ -195,7 +197,7 @@ class Trainer:
             if self.metrics and (self.iteration % log_period == 0 or done):
                 elapsed = time.perf_counter() - window_start
                 count = self.iteration % log_period or log_period
-                self.metrics.write(
+                record = dict(
                     iteration=self.iteration,
                     epoch=self.iteration / self.iters_per_epoch,
                     lr=lr,
@@ -205,12 +207,17 @@ class Trainer:
                     data_seconds_per_iter=window_data / count,
                     eta_seconds=elapsed / count * (self.max_iter - self.iteration),
                 )
+                self.metrics.write(**record)
+                if self.tensorboard:
+                    self.tensorboard.write_training(self.iteration, record)
                 window_start, window_data = time.perf_counter(), 0.0
             if done:
                 self.save(ckpt.FINAL)
             elif period and self.iteration % period == 0:
                 self.save(ckpt.periodic_checkpoint_name(self.iteration))
         bar.close()
+        if self.tensorboard:
+            self.tensorboard.close()
         return final
 
 

@@ -1,6 +1,8 @@
 """COCO evaluation of Mask Scoring R-CNN, as in the paper's Tables 1 and 7.
 
-All AP figures come from pycocotools' COCOeval. Segmentation is evaluated three times, with
+All AP figures come from COCOeval: pycocotools' (the default backend), or faster-coco-eval's
+COCOeval_faster (``backend="faster_coco_eval"``, ``pip install msrcnn_fast[fast-eval]``), the
+same figures (tests/evaluation/test_coco_backends.py) computed in C++. Segmentation is evaluated three times, with
 the same masks and only the ranking score changed:
   - Mask R-CNN: ranked by the classification score;
   - MS R-CNN: ranked by the mask score (classification score x predicted MaskIoU);
@@ -22,6 +24,7 @@ from msrcnn_fast.evaluation.diagnostics import class_correct_pearson, classifica
 from msrcnn_fast.evaluation.maskiou import match_ground_truth, pearson
 
 STAT_NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+BACKENDS = ("pycocotools", "faster_coco_eval")
 SEGM_RANKINGS = {
     "segm_mask_rcnn": "classification score",
     "segm_ms_rcnn": "mask score",
@@ -29,12 +32,41 @@ SEGM_RANKINGS = {
 }
 
 
+def _backend(backend):
+    """(COCO class, COCOeval class) of a backend."""
+    if backend == "pycocotools":
+        return COCO, COCOeval
+    if backend == "faster_coco_eval":
+        try:
+            from faster_coco_eval import COCO as FasterCOCO
+            from faster_coco_eval import COCOeval_faster
+        except ImportError as error:
+            raise ImportError(
+                "evaluation.backend: faster_coco_eval needs the faster-coco-eval package "
+                "(pip install 'msrcnn_fast[fast-eval]')"
+            ) from error
+        return FasterCOCO, COCOeval_faster
+    raise ValueError(f"evaluation.backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+
+
+def ground_truth_for(coco_gt, backend="pycocotools"):
+    """`coco_gt` (a pycocotools COCO) as the backend's COCO object (the same one for pycocotools)."""
+    coco_class, _ = _backend(backend)
+    if isinstance(coco_gt, coco_class):
+        return coco_gt
+    with contextlib.redirect_stdout(io.StringIO()):
+        converted = coco_class()
+        converted.dataset = copy.deepcopy(coco_gt.dataset)
+        converted.createIndex()
+    return converted
+
+
 def results_as_coco(coco_gt, records):
-    """A COCO object of detection `records` (pycocotools' loadRes, which fails on an empty list)."""
+    """A COCO object of detection `records` (loadRes, which fails on an empty list), of coco_gt's class."""
     if records:
         with contextlib.redirect_stdout(io.StringIO()):
             return coco_gt.loadRes(copy.deepcopy(records))
-    empty = COCO()
+    empty = type(coco_gt)()
     empty.dataset = {"images": list(coco_gt.dataset["images"]), "categories": coco_gt.dataset["categories"]}
     empty.dataset["annotations"] = []
     with contextlib.redirect_stdout(io.StringIO()):
@@ -42,16 +74,20 @@ def results_as_coco(coco_gt, records):
     return empty
 
 
-def run_cocoeval(coco_gt, records, iou_type, image_ids=None):
+def run_cocoeval(coco_gt, records, iou_type, image_ids=None, *, backend="pycocotools"):
     """COCOeval on `records` (COCO result dicts); returns {stat name: value, "summary": text,
     "per_category": {category id: AP}}. `image_ids` limits the evaluation to those images
-    (default: all of coco_gt)."""
+    (default: all of coco_gt). `backend`: one of BACKENDS (coco_gt is converted to it if needed)."""
+    _, evaluator_class = _backend(backend)
+    coco_gt = ground_truth_for(coco_gt, backend)
     coco_dt = results_as_coco(coco_gt, records)
-    evaluator = COCOeval(coco_gt, coco_dt, iou_type)
-    if image_ids is not None:
-        evaluator.params.imgIds = sorted(image_ids)
+    # faster-coco-eval logs its summary unless given a print function; pycocotools prints it
+    options = {"print_function": print} if backend == "faster_coco_eval" else {}
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
+        evaluator = evaluator_class(coco_gt, coco_dt, iou_type, **options)
+        if image_ids is not None:
+            evaluator.params.imgIds = sorted(image_ids)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
@@ -97,10 +133,13 @@ class MaskScoringEvaluator:
     """Collects detections image by image (`add`), then evaluates them all (`evaluate`).
 
     `coco_gt` is the ground truth (a pycocotools COCO, e.g. CocoInstances.coco);
-    `category_ids[label - 1]` maps the model's labels to its category ids.
+    `category_ids[label - 1]` maps the model's labels to its category ids; `backend`: the
+    COCOeval that computes the AP figures (BACKENDS).
     """
 
-    def __init__(self, coco_gt, *, category_ids, max_detections=100):
+    def __init__(self, coco_gt, *, category_ids, max_detections=100, backend="pycocotools"):
+        _backend(backend)  # a bad name or a missing package fails here, before any inference
+        self.backend = backend
         self.coco_gt = coco_gt
         self.category_ids = list(category_ids)
         self.max_detections = max_detections
@@ -157,8 +196,10 @@ class MaskScoringEvaluator:
         "num_detections", and with diagnostics: "classification" (evaluation/diagnostics.py)}."""
         image_ids = [d.image_id for d in self.detections]
         results = {}
+        coco_gt = ground_truth_for(self.coco_gt, self.backend)
         for name, records in self.coco_records().items():
-            results[name] = run_cocoeval(self.coco_gt, records, "bbox" if name == "bbox" else "segm", image_ids)
+            iou_type = "bbox" if name == "bbox" else "segm"
+            results[name] = run_cocoeval(coco_gt, records, iou_type, image_ids, backend=self.backend)
         arrays = self.arrays()
         gt = arrays["gt_maskiou"]
         class_correct, class_correct_count = class_correct_pearson(

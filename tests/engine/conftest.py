@@ -82,8 +82,9 @@ def write_config(tmp_path, text):
     return path
 
 
-def tiny_config(path, root, output_dir, *, model=None, solver=None, data=None):
-    """Writes a config for the tiny model on the rectangles dataset; returns its path."""
+def tiny_config(path, root, output_dir, *, model=None, solver=None, data=None, sections=None):
+    """Writes a config for the tiny model on the rectangles dataset (and `sections`, other
+    top-level sections such as log or evaluation); returns its path."""
     config = {
         "model": {**TINY_MODEL, **(model or {})},
         "data": {
@@ -106,6 +107,7 @@ def tiny_config(path, root, output_dir, *, model=None, solver=None, data=None):
         "test": {"images_per_batch": 2, "max_detections": 20},
         "device": "cpu",
         "output_dir": str(output_dir),
+        **(sections or {}),
     }
     with open(path, "w") as file:
         yaml.safe_dump(config, file)

@@ -9,8 +9,12 @@ the same run (medians compared). A group states what ours must reach, as one of
 
 The row that completes a group checks it and fails with a message naming the target and the
 measured ratio, so `pytest benchmarks` (`make bench`) fails exactly when a target is missed.
-At the end a table lists every group, its ratio and its verdict.
+At the end a table lists every group, its ratio and its verdict; with MSRCNN_BENCH_ROWS=PATH the
+rows are also appended to PATH as JSON lines (tools/gpu_check.sh's report reads them).
 """
+
+import json
+import os
 
 import pytest
 import torch
@@ -99,9 +103,21 @@ def _rows():
     return [row for group, entry in sorted(_GROUPS.items()) if (row := _row(group, entry)) is not None]
 
 
+def record(group, seconds):
+    """A row of ours alone (no baseline, no target), e.g. a latency next to a paper's figure."""
+    _GROUPS.setdefault(group, {})[OURS] = seconds
+
+
 def pytest_sessionfinish(session, exitstatus):
     if any(_missed(row) for row in _rows()) and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    path = os.environ.get("MSRCNN_BENCH_ROWS")
+    if path:  # the rows as JSON lines, appended (tools/gpu_check.sh runs several sessions into one file)
+        with open(path, "a", encoding="utf-8") as file:
+            for row in _rows():
+                group, base, ours, req = row
+                entry = dict(group=group, baseline_s=base, ours_s=ours, requirement=req, missed=_missed(row))
+                file.write(json.dumps(entry) + "\n")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -28,7 +28,7 @@ from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops import MultiScaleRoIAlign as TorchvisionMultiScaleRoIAlign
 
-from benchmarks.conftest import BASELINE, OURS, measure
+from benchmarks.conftest import BASELINE, OURS, measure, record
 from msrcnn_fast import model as models
 from msrcnn_fast import ops
 from msrcnn_fast.model.factories import default_anchor_sizes
@@ -186,4 +186,5 @@ def test_gpu_latency_against_the_paper(benchmark, factory, min_size, max_size, p
     seconds = triton.testing.do_bench(run, warmup=5, rep=50) / 1e3
     benchmark.extra_info.update(seconds_per_image=seconds, paper_seconds_per_image=paper)
     print(f"{factory}: {seconds:.3f} s/image (paper, TITAN V: {paper} s/image)")
+    record(f"GPU eval latency {factory}, {min_size}x{int(min_size * 4 / 3)} (paper, TITAN V: {paper} s/image)", seconds)
     benchmark.pedantic(run, rounds=3, iterations=1)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One-call check of the CUDA side (and of the AVX-512 CPU build) on a machine with one CUDA GPU.
 #
-#   tools/gpu_check.sh            # logs under $OUT (the device tool's folder) or out/gpu-check
+#   make gpu-check                # = tools/gpu_check.sh; the report: out/gpu-check.md
+#   tools/gpu_check.sh            # logs under $OUT (the device tool's folder) or out/gpu-check,
+#                                 # the report at $REPORT (default out/gpu-check.md)
 #
 # Builds the extension in place with FORCE_CUDA=1 for this GPU's arch, then runs three groups at
 # once on disjoint CPU cores:
@@ -11,23 +13,26 @@
 #         machine runs, AVX-512 where it has it), with pytest-xdist if installed;
 #   ab:   the CPU benchmarks on 2 cores (this project's machine size), file by file, once per
 #         CPU build (MSRCNN_CPU_CAPABILITY=avx2, and avx512 where the CPU has it), alternating.
-# Without a GPU it says so and exits 0. Each step has a time cap, so that the whole stays under
-# about 9 minutes on a 16-core machine. SKIP_BUILD=1 uses the extension already built;
-# CHECK_GROUPS="gpu" runs only the named groups; CUDA_TESTS_CAP / CUDA_BENCH_CAP (seconds; 0 skips)
-# cap the gpu group's two steps.
+# The gpu group ends with 50 iterations of the demo config on the GPU with AMP (on a 100-image
+# shapes set) and their evaluation. tools/gpu_check_report.py then writes every figure into the
+# report (markdown). Without a GPU it says so in one line and exits 0. Each step has a time cap,
+# so that the whole stays under 10 minutes on a 16-core machine. SKIP_BUILD=1 uses the
+# extension already built; CHECK_GROUPS="gpu" runs only the named groups; CUDA_TESTS_CAP /
+# CUDA_BENCH_CAP / DEMO_CAP (seconds; 0 skips) cap the gpu group's three steps.
 set -u
 cd "$(dirname "$0")/.."
-OUT=${OUT:-out/gpu-check}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-PY=${PY:-python3}
-T0=$(date +%s)
-stamp() { echo "[$(($(date +%s) - T0)) s] $*"; }
-
 if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
     echo "gpu-check: no CUDA GPU on this machine; nothing to check."
     exit 0
 fi
+OUT=${OUT:-out/gpu-check}
+REPORT=${REPORT:-out/gpu-check.md}
+mkdir -p "$OUT"
+rm -f "$OUT"/rows_*.jsonl "$OUT"/steps.txt
+export PYTHONUNBUFFERED=1
+PY=${PY:-python3}
+T0=$(date +%s)
+stamp() { echo "[$(($(date +%s) - T0)) s] $*" | tee -a "$OUT/steps.txt"; }
 
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then # packages the machine lacks (pycocotools)
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -60,6 +65,7 @@ elif ! timeout 300 $PY -m pip install -v --no-build-isolation --no-deps -e . >"$
     stamp "build FAILED"
     grep -E 'error|Error' "$OUT/build.log" | head -40
     tail -20 "$OUT/build.log"
+    $PY tools/gpu_check_report.py "$OUT" "$REPORT"
     exit 1
 fi
 stamp "built"
@@ -87,17 +93,26 @@ fi
 PYTEST="$PY -m pytest -p no:cacheprovider -q -rfE"
 
 gpu_group() { # a cap of 0 skips that step
-    if [ "${CUDA_TESTS_CAP:-200}" != 0 ]; then
+    if [ "${CUDA_TESTS_CAP:-150}" != 0 ]; then
         # -v: a line per test as it ends; SIGINT at the cap, so that pytest still prints the
         # reasons of the failures so far (a plain kill loses them); Triton's autotuning of the
         # conv3x3 tests takes tens of seconds per shape, hence the longer per-test limit.
-        timeout -s INT -k 30 ${CUDA_TESTS_CAP:-200} taskset -c $GPU_CORES $PY -m pytest -p no:cacheprovider -v -rfE \
+        timeout -s INT -k 30 ${CUDA_TESTS_CAP:-150} taskset -c $GPU_CORES $PY -m pytest -p no:cacheprovider -v -rfE \
             --tb=short ${XDIST:+-n ${CUDA_TEST_WORKERS:-3}} ${PER_TEST:+--timeout 150} -m cuda tests >"$OUT/cuda_tests.log" 2>&1
         stamp "cuda tests: rc=$? $(tail -1 "$OUT/cuda_tests.log")"
     fi
-    if [ "${CUDA_BENCH_CAP:-200}" != 0 ]; then
-        timeout -s INT -k 30 ${CUDA_BENCH_CAP:-200} taskset -c $GPU_CORES $PYTEST -m cuda benchmarks >"$OUT/cuda_bench.log" 2>&1
+    if [ "${CUDA_BENCH_CAP:-150}" != 0 ]; then
+        MSRCNN_BENCH_ROWS="$OUT/rows_cuda.jsonl" timeout -s INT -k 30 ${CUDA_BENCH_CAP:-150} taskset -c $GPU_CORES \
+            $PYTEST -m cuda benchmarks >"$OUT/cuda_bench.log" 2>&1
         stamp "cuda benchmarks: rc=$? $(tail -1 "$OUT/cuda_bench.log")"
+    fi
+    if [ "${DEMO_CAP:-120}" != 0 ]; then
+        rm -rf "$OUT/demo50"
+        timeout -s INT -k 20 ${DEMO_CAP:-120} taskset -c $GPU_CORES $PY -m msrcnn_fast.demo --no-progress \
+            --config configs/shapes_demo.yaml device=cuda solver.amp=true solver.max_iter=50 solver.log_period=5 \
+            solver.checkpoint_period=0 data.root="$OUT/shapes" data.shapes.train=100 data.shapes.val=50 \
+            output_dir="$OUT/demo50" >"$OUT/demo50.log" 2>&1
+        stamp "demo, 50 iterations with AMP on the GPU, and its evaluation: rc=$?"
     fi
 }
 
@@ -115,8 +130,8 @@ ab_group() { # file by file, the two builds alternating, so that a time cap lose
     grep -q avx512bw /proc/cpuinfo && caps="avx2 avx512"
     for bench in roi_align conv3x3 nms mask_ops; do
         for cap in $caps; do
-            MSRCNN_CPU_CAPABILITY=$cap OMP_NUM_THREADS=2 timeout 120 taskset -c $AB_CORES $PYTEST -m "not cuda" \
-                benchmarks/test_bench_$bench.py >>"$OUT/cpu_bench_$cap.log" 2>&1
+            MSRCNN_BENCH_ROWS="$OUT/rows_cpu_$cap.jsonl" MSRCNN_CPU_CAPABILITY=$cap OMP_NUM_THREADS=2 timeout 120 \
+                taskset -c $AB_CORES $PYTEST -m "not cuda" benchmarks/test_bench_$bench.py >>"$OUT/cpu_bench_$cap.log" 2>&1
             stamp "cpu benchmark $bench, $cap build: rc=$? $(tail -1 "$OUT/cpu_bench_$cap.log")"
         done
     done
@@ -139,3 +154,4 @@ for cap in avx2 avx512; do
     echo "== cpu benchmarks, $cap build, 2 cores"
     grep -E ' (MISSED|ok|\(no target\))$' "$OUT/cpu_bench_$cap.log"
 done
+$PY tools/gpu_check_report.py "$OUT" "$REPORT"

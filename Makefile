@@ -14,7 +14,7 @@ export CUDA_HOME ?= /usr/local/cuda
 SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh') setup.py pyproject.toml
 CUDA_BUILD := build/cuda
 
-.PHONY: all build test test-aten-numerics demo bench check-cuda gpu-check lint clean
+.PHONY: all build test test-aten-numerics demo bench check-cuda gpu-check wheel lint clean
 
 all: test
 
@@ -52,14 +52,22 @@ bench: build
 demo: build
 	$(PY) -m msrcnn_fast.demo $(DEMO_ARGS)
 
-# A FORCE_CUDA=1 build into its own folder, imported from there: fails unless every
-# msrcnn::* op has a CUDA kernel registered. Runs without a GPU.
+# A wheel into dist/ that installs without a compiler: the CPU kernels (every CPU build);
+# FORCE_CUDA=1 adds the CUDA kernels for sm_80 and sm_90 and PTX for newer GPUs
+# (TORCH_CUDA_ARCH_LIST="8.0;9.0+PTX" unless set; the build takes the CUDA objects' own folder).
+wheel: $(VENV)/.requirements
+	rm -rf dist
+	TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-8.0;9.0+PTX}" $(PIP) wheel --quiet --no-build-isolation --no-deps --wheel-dir dist .
+	@ls -l dist/*.whl
+
 # On a machine with one CUDA GPU: build for its arch, CUDA tests and benchmarks, a 50-iteration
 # AMP run of the demo config, the report in out/gpu-check.md (tools/gpu_check.sh); without a GPU
 # it says so in one line. The project's venv where there is one, else the machine's python3.
 gpu-check:
 	PY=$$(if [ -x $(PY) ]; then echo $(PY); else echo python3; fi) tools/gpu_check.sh
 
+# A FORCE_CUDA=1 build into its own folder, imported from there: fails unless every
+# msrcnn::* op has a CUDA kernel registered. Runs without a GPU.
 check-cuda: $(VENV)/.requirements
 	FORCE_CUDA=1 $(PY) setup.py --quiet build --build-base $(CUDA_BUILD)
 	PYTHONPATH=$$(echo $(CUDA_BUILD)/lib.*) $(PY) tools/check_kernels.py cuda

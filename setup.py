@@ -1,7 +1,7 @@
 """Build of msrcnn_fast's C++/CUDA extension (msrcnn_fast._C).
 
 CPU kernels are always built. CUDA kernels (csrc/**/cuda/*.cu) are added when a GPU is
-visible or FORCE_CUDA=1; without a GPU, TORCH_CUDA_ARCH_LIST defaults to "8.0;9.0".
+visible or FORCE_CUDA=1; without a GPU, TORCH_CUDA_ARCH_LIST defaults to "8.0;9.0+PTX" (PTX for newer GPUs).
 
 Hot CPU kernels (csrc/**/cpu/*_kernel.cpp) are compiled once per CPU capability, like
 ATen's CPU_CAPABILITY builds: the plain build (namespace DEFAULT, baseline x86-64), an
@@ -13,6 +13,7 @@ built up to AVX2 only (WIDEST_CAPABILITY).
 
 import glob
 import os
+import re
 import shutil
 import sys
 
@@ -111,7 +112,7 @@ if WITH_CUDA:
     # Before importing cpp_extension, which reads CUDA_HOME once.
     os.environ.setdefault("CUDA_HOME", _find_cuda_home())
     if not torch.cuda.is_available():
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
 
 from torch.utils.cpp_extension import (  # noqa: E402
     BuildExtension,
@@ -171,6 +172,12 @@ def make_extension():
         sources = cpp_sources + _relative(glob.glob(os.path.join(CSRC, "**", "*.cu"), recursive=True))
         defines.append(("MSRCNN_WITH_CUDA", None))
         nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
+        # The newest arch whose PTX is embedded ("9.0+PTX": newer GPUs JIT-compile it), for
+        # build_info() (one value: nvcc splits a -D value at commas).
+        arch_list = re.split(r"[;\s]+", os.environ.get("TORCH_CUDA_ARCH_LIST", ""))
+        ptx = [round(float(a.removesuffix("+PTX")) * 10) for a in arch_list if a.endswith("+PTX")]
+        if ptx:
+            nvcc_flags.append(f"-DMSRCNN_CUDA_PTX_ARCH={max(ptx)}")
         extension_cls = CUDAExtension
         kwargs["extra_compile_args"] = {"cxx": cxx_flags, "nvcc": nvcc_flags}
     else:

@@ -24,7 +24,8 @@ def build_info() -> dict:
     """What the extension was compiled with.
 
     Returns a dict with ``backends`` (``["cpu"]`` or ``["cpu", "cuda"]``), ``cuda_version``
-    (``"13.0"`` or None), ``cuda_archs`` (``["sm_80", "sm_90"]``), ``cpu_capabilities``
+    (``"13.0"`` or None), ``cuda_archs`` (the GPU code it holds: ``["sm_80", "sm_90",
+    "compute_90 (PTX)"]``; PTX is compiled by the driver for newer GPUs), ``cpu_capabilities``
     (the CPU kernel builds: ``["default", "avx2", "avx512"]``), ``cpu_capability`` (the one in
     use), ``max_cpu_capability`` (the best this CPU can run) and ``torch_version``.
     """

@@ -21,6 +21,10 @@ std::vector<std::string> cuda_build_archs() {
     const int value = std::stoi(arch);
     archs.push_back("sm_" + std::to_string(value / 10));
   }
+#ifdef MSRCNN_CUDA_PTX_ARCH
+  // setup.py: the newest arch of TORCH_CUDA_ARCH_LIST marked +PTX, whose PTX newer GPUs JIT-compile.
+  archs.push_back("compute_" + std::to_string(MSRCNN_CUDA_PTX_ARCH) + " (PTX)");
+#endif
   return archs;
 }
 

@@ -177,8 +177,10 @@ class MaskScoringRoIHeads(nn.Module):
     def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
         """Per image: decoded, clipped, thresholded boxes after per-class (soft) NMS, top-k."""
         num_classes = class_logits.shape[-1]
-        boxes_per_image = [len(p) for p in proposals]
-        pred_boxes = self.box_coder.decode(box_regression, proposals).split(boxes_per_image)
+        boxes_per_image = [p.shape[0] for p in proposals]
+        # BoxCoder.decode without its `if box_sum > 0` (a data-dependent branch torch.export cannot trace)
+        decoded = self.box_coder.decode_single(box_regression, torch.cat(proposals))
+        pred_boxes = decoded.reshape(box_regression.shape[0], num_classes, 4).split(boxes_per_image)
         pred_scores = F.softmax(class_logits, -1).split(boxes_per_image)
         all_boxes, all_scores, all_labels = [], [], []
         for boxes, scores, image_shape in zip(pred_boxes, pred_scores, image_shapes):
@@ -328,11 +330,11 @@ class MaskScoringRoIHeads(nn.Module):
     def predict_masks(self, features, boxes, scores, labels, image_shapes, targets=None):
         mask_features = self.mask_roi_pool(features, boxes, image_shapes)
         all_labels = torch.cat(labels)
-        rows = torch.arange(len(all_labels), device=all_labels.device)
+        rows = torch.arange(all_labels.shape[0], device=all_labels.device)
         mask_logits, label_mask_logits = self.predict_mask_logits(
             mask_features, all_labels, self.maskiou_input.every_class
         )
-        counts = [len(b) for b in boxes]
+        counts = [b.shape[0] for b in boxes]
         if self.gt_maskiou_at_eval and targets is not None:
             per_image = zip(boxes, labels, label_mask_logits.split(counts), targets)
             maskiou = torch.cat([ground_truth_maskiou(*detections) for detections in per_image])

@@ -57,7 +57,21 @@ class DetectionTransform(GeneralizedRCNNTransform):
         return new.train(transform.training)
 
     def batch_images(self, images: list[Tensor], size_divisible: int = 32) -> Tensor:
-        batch = super().batch_images(images, size_divisible)
+        """torchvision's batch: zero-padded to the largest image, its sides rounded up to a
+        multiple of size_divisible; in integer arithmetic (torchvision's float ceil fixes the
+        example's size when torch.export traces it)."""
+        channels, height, width = images[0].shape
+        for image in images[1:]:
+            channels = torch.sym_max(channels, image.shape[0])
+            height = torch.sym_max(height, image.shape[1])
+            width = torch.sym_max(width, image.shape[2])
+        height = (height + size_divisible - 1) // size_divisible * size_divisible
+        width = (width + size_divisible - 1) // size_divisible * size_divisible
+        padded = [
+            F.pad(image, (0, width - image.shape[2], 0, height - image.shape[1], 0, channels - image.shape[0]))
+            for image in images
+        ]
+        batch = torch.stack(padded)
         return batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch
 
     def resize(self, image: Tensor, target: dict[str, Tensor] | None = None):
@@ -71,9 +85,12 @@ class DetectionTransform(GeneralizedRCNNTransform):
         if self.fixed_size is not None:
             size = (self.fixed_size[1], self.fixed_size[0])
         else:
-            # torchvision's scale and rounding (F.interpolate's, with recompute_scale_factor)
-            scale = min(min_size / min(height, width), self.max_size / max(height, width))
-            size = (max(1, math.floor(height * scale)), max(1, math.floor(width * scale)))
+            # torchvision's scale and rounding (F.interpolate's, with recompute_scale_factor);
+            # torch.sym_min/sym_max (builtin min/max on numbers): traced by torch.export for any
+            # image size, where min/max would fix the branch of the example image's aspect
+            scale = torch.sym_min(min_size / torch.sym_min(height, width), self.max_size / torch.sym_max(height, width))
+            # (math.trunc: floor of these positive sizes, and a symbolic op torch.export can save)
+            size = (torch.sym_max(1, math.trunc(height * scale)), torch.sym_max(1, math.trunc(width * scale)))
         image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
         if target is None:
             return image, target

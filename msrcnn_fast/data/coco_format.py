@@ -175,9 +175,12 @@ def segmentation_rle(segmentation, height, width):
     """One compressed RLE (pycocotools format) for a polygon list or RLE segmentation."""
     if isinstance(segmentation, list):
         return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    if isinstance(segmentation["counts"], list):
+    counts = segmentation["counts"]
+    if isinstance(counts, list):
         return mask_utils.frPyObjects(segmentation, height, width)
-    return {"size": segmentation["size"], "counts": segmentation["counts"].encode("ascii")}
+    # bytes: what pycocotools' COCOeval leaves in the ground truth it evaluated (it replaces
+    # every annotation's segmentation by its RLE in place)
+    return {"size": segmentation["size"], "counts": counts if isinstance(counts, bytes) else counts.encode("ascii")}
 
 
 def segmentation_area(segmentation, image):

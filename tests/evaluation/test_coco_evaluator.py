@@ -154,3 +154,23 @@ def test_top_detections_only():
     evaluator.add(1, output(HAND_MADE[1]))
     assert evaluator.arrays()["score"].tolist() == pytest.approx([0.9, 0.8])
     assert np.all(np.diff(evaluator.arrays()["score"]) <= 0)
+
+
+def test_a_ground_truth_evaluated_once_evaluates_again_the_same():
+    """pycocotools' COCOeval rewrites the ground truth's segmentations as RLEs with bytes counts
+    in place; a second evaluator on the same COCO object reads them and gives the same figures."""
+    data, _ = tiny_coco()
+    coco = coco_of(data)
+    results = []
+    for _ in range(2):
+        evaluator = MaskScoringEvaluator(coco, category_ids=[3, 7, 9])
+        for image_id, detections in HAND_MADE.items():
+            evaluator.add(image_id, output(detections))
+        results.append(evaluator.evaluate())
+    assert any(
+        isinstance(a["segmentation"], dict) and isinstance(a["segmentation"]["counts"], bytes)
+        for a in coco.anns.values()
+    )
+    for name in ("bbox", "segm_mask_rcnn", "segm_ms_rcnn", "segm_ms_rcnn_upper_bound"):
+        assert [results[1][name][s] for s in STAT_NAMES] == [results[0][name][s] for s in STAT_NAMES]
+    assert results[1]["maskiou"] == results[0]["maskiou"]

@@ -95,10 +95,10 @@ def test_the_aoti_package_in_a_fresh_process(exported):
         differences = largest_differences(expected[i], got[i])  # shapes and dtypes equal, or it raises
         assert torch.equal(got[i]["labels"], expected[i]["labels"])
         assert differences["boxes"] < 1e-3 and differences["scores"] < 1e-5, differences
-        assert differences["mask_scores"] < 1e-2 and differences["maskiou"] < 1e-2, differences
-        # This 4-iteration model's mask probabilities sit near the 0.5 threshold, where the last
-        # bits flip pixels (13 % measured); a trained model's flip far fewer (README, export).
-        assert differences["masks"] < 0.25, differences  # share of pixels
+        # Measured 4e-7 and no pixel; with Inductor's layout optimisation on (export.AOTI_CONFIGS)
+        # 1.8e-3 and 13 % of the pixels (the deconvolution's output read in the wrong layout).
+        assert differences["mask_scores"] < 1e-4 and differences["maskiou"] < 1e-4, differences
+        assert differences["masks"] < 1e-3, differences  # share of pixels
 
 
 def test_the_exported_program_has_the_custom_ops_and_dynamic_sides(exported):

@@ -127,8 +127,8 @@ std::atomic<int64_t> forced_tile{0};
 }  // namespace
 
 void set_winograd_tile(int64_t tile) {
-  TORCH_CHECK_VALUE(tile == 0 || tile == 2 || tile == 4,
-                    "msrcnn: Winograd tile must be 0 (by map size), 2 or 4, got ", tile);
+  TORCH_CHECK_VALUE(tile == 0 || tile == 2 || tile == 4 || tile == 7,
+                    "msrcnn: Winograd tile must be 0 (by map size), 2, 4 or 7, got ", tile);
   forced_tile.store(tile, std::memory_order_relaxed);
 }
 

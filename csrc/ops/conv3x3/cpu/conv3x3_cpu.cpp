@@ -1,7 +1,8 @@
 // conv3x3's CPU kernels: the entry points (checks, dtype and layout choice, the filter transform,
 // chunk size); the Winograd kernels are in winograd_conv3x3_cpu_kernel.cpp (per CPU capability).
 //
-// Forward at stride 1: float32 runs the Winograd F(2x2, 3x3) kernels; float16 and bfloat16 run
+// Forward at stride 1: float32 runs the Winograd kernels (F(2x2), F(4x4) or F(7x7), see
+// winograd_tile); float16 and bfloat16 run
 // them in float32 (the input and weight converted, the output rounded once); float64 runs ATen's
 // convolution: it is the reference precision, and Winograd's transforms would only lose digits
 // there. Stride 2 runs ATen's convolution (Winograd F(2x2, 3x3) is a stride-1 algorithm).
@@ -36,23 +37,36 @@ using winograd_conv3x3::kRowQuantum;
 using winograd_conv3x3::panels_of;
 using winograd_conv3x3::tiles_along;
 
-// Which Winograd algorithm a stride-1 convolution gets, unless set_winograd_tile() forced one:
-// F(4x4, 3x3) (tile 4) on maps of at least 14 x 14 with at most 256 x 256 channels, F(2x2, 3x3)
-// (tile 2) otherwise. Measured on a 2-core AMD EPYC (AVX2), forward, input and weight gradient
-// (docs/triton_conv3x3.md has the table): F(4x4) is 1.2-1.6x faster at 64 and 128 channels from
-// 14 x 14 on, 1.0-1.3x at 256 channels; slower on 7 x 7 maps (2 x 2 tiles of 4 x 4 outputs where
-// F(2x2) has 4 x 4 tiles that fit) and 3-5x slower at 512 x 512 channels, whose 36 transformed
-// filter planes (38 MB) stream from memory for every chunk of tiles. (A direct im2col GEMM was
-// tried for small maps with many channels: slower than F(2x2) in isolation and in training.)
-int64_t winograd_tile(int64_t height, int64_t width, int64_t in_channels, int64_t out_channels) {
+// Which Winograd algorithm a stride-1 convolution gets, unless set_winograd_tile() forced one.
+// F(7x7, 3x3) (tile 7) on maps whose sides are 7, 13 or 14 (its tiles cover them with at most
+// one row or column to spare: the RoI heads' 7 x 7 and 14 x 14 maps, 1.8x fewer products than
+// F(4x4)'s 16 x 16 on 14 x 14) with at most 512 x 256 channels (input x output, either way
+// round) and at least 64 tiles (its 81 filter planes are transformed on every call); F(4x4, 3x3)
+// (tile 4) on maps of at least 14 x 14 with at most 256 x 256 channels; F(2x2, 3x3) (tile 2)
+// otherwise. Measured on a 2-core AMD EPYC (AVX2), forward, F(7x7) / F(4x4) / F(2x2): 40 / 55 /
+// 60 ms on 100 x 256 x 14 x 14 maps, 30 / 38 / 49 ms on 256 x 256 x 7 x 7, 53 / 62 / 95 ms on
+// 512 x 256 x 7 x 7, 2.0 / 2.5 / 3.6 ms on 256 x 64 x 7 x 7; near break-even from 16 to 32 maps
+// of 256 x 14 x 14 (64-128 tiles; 8.9 / 9.6 / 9.6 and 20.2 / 18.2 / 19.1 ms), slower below (8
+// maps of 256 x 7 x 7: 4.6 / 2.0 / 2.1 ms) and on larger maps that its tiles cover less well
+// (2 x 256 x 19 x 25: 6.6 / 4.7 / 4.6 ms). F(4x4) is 1.2-1.6x faster than F(2x2) at 64 and 128
+// channels from 14 x 14 on, 1.0-1.3x at 256 channels (docs/triton_conv3x3.md has the table),
+// and 3-5x slower at 512 x 512 channels, whose 36 transformed filter planes (38 MB) stream from
+// memory for every chunk of tiles. (A direct im2col GEMM was tried for small maps with many
+// channels: slower than F(2x2) in isolation and in training.)
+int64_t winograd_tile(int64_t images, int64_t height, int64_t width, int64_t in_channels, int64_t out_channels) {
   const int64_t forced = forced_winograd_tile();
   if (forced != 0) {
     return forced;
   }
-  constexpr int64_t kMinSide = 14;
-  constexpr int64_t kMaxChannelProduct = 256 * 256;
-  const bool large_map = height >= kMinSide && width >= kMinSide;
-  return large_map && in_channels * out_channels <= kMaxChannelProduct ? 4 : 2;
+  constexpr int64_t kSide = 14;
+  constexpr int64_t kMinTilesF7 = 64;
+  const int64_t channel_product = in_channels * out_channels;
+  auto covered_by_f7 = [](int64_t side) { return side <= kSide && tiles_along(side, 7) * 7 - side <= 1; };
+  const int64_t tiles_f7 = images * tiles_along(height, 7) * tiles_along(width, 7);
+  if (covered_by_f7(height) && covered_by_f7(width) && channel_product <= 512 * 256 && tiles_f7 >= kMinTilesF7) {
+    return 7;
+  }
+  return height >= kSide && width >= kSide && channel_product <= 256 * 256 ? 4 : 2;
 }
 
 // Transformed elements per tile of `tile` x `tile` outputs: (tile + 2)^2.
@@ -87,7 +101,12 @@ int64_t tiles_per_chunk(int64_t tiles, int64_t elements, int64_t in_channels, in
   constexpr int64_t kRowsPerMicroTile = 6;
   const int64_t row_bytes = elements * (in_channels + out_channels) * int64_t{sizeof(float)};
   const int64_t filter_bytes = elements * in_channels * out_channels * int64_t{sizeof(float)};
+  // At most ~8 MiB of scratch per thread: F(7x7)'s 81 planes of 256 + 256 channels make 166 KiB
+  // a tile, and on 100 x 256 x 14 x 14 maps 36-72 tiles ran in 40 ms where 162 (the filter's
+  // pull alone) took 73.
+  constexpr int64_t kMaxScratchBytes = 8 * 1024 * 1024;
   int64_t chunk = std::max(kScratchBytes / row_bytes, filter_bytes / kFilterBytesPerTile);
+  chunk = std::min(chunk, kMaxScratchBytes / row_bytes);
   chunk = std::clamp<int64_t>(chunk, 12, 240);
   // At least one chunk per thread.
   const int64_t threads = at::get_num_threads();
@@ -107,7 +126,7 @@ at::Tensor forward_float(const at::Tensor& input, const at::Tensor& weight, cons
   }
   // The kernel reads channels contiguous, with any strides of N, H and W.
   const at::Tensor x = input.stride(1) == 1 ? input : input.contiguous(at::MemoryFormat::ChannelsLast);
-  const int64_t tile = winograd_tile(input.size(2), input.size(3), input.size(1), weight.size(0));
+  const int64_t tile = winograd_tile(input.size(0), input.size(2), input.size(3), input.size(1), weight.size(0));
   std::optional<at::Tensor> b;
   if (bias.has_value()) {
     b = bias->contiguous();
@@ -152,7 +171,7 @@ std::tuple<at::Tensor, at::Tensor> backward_weight_float(const at::Tensor& grad,
   const int64_t out_channels = grad.size(1);
   const int64_t in_channels = input.size(1);
   at::Tensor grad_bias = grad.sum({0, 2, 3});
-  const int64_t tile = winograd_tile(input.size(2), input.size(3), in_channels, out_channels);
+  const int64_t tile = winograd_tile(input.size(0), input.size(2), input.size(3), in_channels, out_channels);
   const int64_t elements = elements_of(tile);
   const int64_t tiles = input.size(0) * tiles_along(input.size(2), tile) * tiles_along(input.size(3), tile);
   if (tiles == 0 || in_channels == 0 || out_channels == 0) {

@@ -472,6 +472,7 @@ void filter_gradient(const at::Tensor& grad_u, at::Tensor& grad_weight) {
   switch (TILE) {                                                                      \
     case 2: return CALL(F2x2);                                                         \
     case 4: return CALL(F4x4);                                                         \
+    case 7: return CALL(F7x7);                                                         \
     default: TORCH_CHECK(false, "msrcnn::conv3x3: unknown Winograd tile ", TILE);      \
   }
 

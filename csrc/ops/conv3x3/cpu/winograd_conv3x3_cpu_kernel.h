@@ -23,8 +23,9 @@ inline int64_t panels_of(int64_t out_channels) {
   return (out_channels + kPanel - 1) / kPanel;
 }
 
-// Every kernel takes `tile`: 2 for Winograd F(2x2, 3x3), 4 for F(4x4, 3x3) (winograd_conv3x3_math.h);
-// E = 16 or 36 transformed elements per tile, and tiles of `tile` x `tile` outputs.
+// Every kernel takes `tile`: 2 for Winograd F(2x2, 3x3), 4 for F(4x4, 3x3), 7 for F(7x7, 3x3)
+// (winograd_conv3x3_math.h); E = 16, 36 or 81 transformed elements per tile, and tiles of
+// `tile` x `tile` outputs.
 //
 // transform_filter_kernel: weight [Cout, Cin, 3, 3] float, any strides (fastest: each 3x3
 // filter contiguous, or output channels adjacent); packed [E, panels, Cin, 16] float,

@@ -316,7 +316,7 @@ constexpr float kInput[9][9] = {
     {0, -81.0 / 64, -81.0 / 256, 63.0 / 8, 63.0 / 32, -49.0 / 4, -49.0 / 16, 4, 1},
 };
 
-// G (9 x 3) and its transpose.
+// G (9 x 3).
 constexpr float kFilter[9][3] = {
     {-64.0 / 81, 0, 0},
     {32.0 / 45, 16.0 / 45, 8.0 / 45},
@@ -328,13 +328,8 @@ constexpr float kFilter[9][3] = {
     {-8192.0 / 15795, 2048.0 / 5265, -512.0 / 1755},
     {0, 0, 1},
 };
-constexpr float kFilterGradient[3][9] = {
-    {-64.0 / 81, 32.0 / 45, 32.0 / 35, 32.0 / 2673, 32.0 / 1215, -64.0 / 855855, -8192.0 / 23085, -8192.0 / 15795, 0},
-    {0, 16.0 / 45, -16.0 / 35, 16.0 / 891, -16.0 / 405, 256.0 / 855855, -2048.0 / 7695, 2048.0 / 5265, 0},
-    {0, 8.0 / 45, 8.0 / 35, 8.0 / 297, 8.0 / 135, -1024.0 / 855855, -512.0 / 2565, -512.0 / 1755, 1},
-};
 
-// A^T (7 x 9) and its transpose.
+// A^T (7 x 9).
 constexpr float kOutput[7][9] = {
     {1, 1, 1, 1, 1, 1, 1, 1, 0},
     {0, 1.0 / 2, -1.0 / 2, 3.0 / 2, -3.0 / 2, -4, 3.0 / 4, -3.0 / 4, 0},
@@ -344,17 +339,27 @@ constexpr float kOutput[7][9] = {
     {0, 1.0 / 32, -1.0 / 32, 243.0 / 32, -243.0 / 32, -1024, 243.0 / 1024, -243.0 / 1024, 0},
     {0, 1.0 / 64, 1.0 / 64, 729.0 / 64, 729.0 / 64, 4096, 729.0 / 4096, 729.0 / 4096, 1},
 };
-constexpr float kOutputGradient[9][7] = {
-    {1, 0, 0, 0, 0, 0, 0},
-    {1, 1.0 / 2, 1.0 / 4, 1.0 / 8, 1.0 / 16, 1.0 / 32, 1.0 / 64},
-    {1, -1.0 / 2, 1.0 / 4, -1.0 / 8, 1.0 / 16, -1.0 / 32, 1.0 / 64},
-    {1, 3.0 / 2, 9.0 / 4, 27.0 / 8, 81.0 / 16, 243.0 / 32, 729.0 / 64},
-    {1, -3.0 / 2, 9.0 / 4, -27.0 / 8, 81.0 / 16, -243.0 / 32, 729.0 / 64},
-    {1, -4, 16, -64, 256, -1024, 4096},
-    {1, 3.0 / 4, 9.0 / 16, 27.0 / 64, 81.0 / 256, 243.0 / 1024, 729.0 / 4096},
-    {1, -3.0 / 4, 9.0 / 16, -27.0 / 64, 81.0 / 256, -243.0 / 1024, 729.0 / 4096},
-    {0, 0, 0, 0, 0, 0, 1},
+
+// A constant matrix's transpose, for the adjoint transforms.
+template <int Rows, int Cols>
+struct Transposed {
+  float m[Cols][Rows];
 };
+
+template <int Rows, int Cols>
+constexpr Transposed<Rows, Cols> transpose(const float (&m)[Rows][Cols]) {
+  Transposed<Rows, Cols> t{};
+  for (int i = 0; i < Rows; ++i) {
+    for (int j = 0; j < Cols; ++j) {
+      t.m[j][i] = m[i][j];
+    }
+  }
+  return t;
+}
+
+// G^T (3 x 9) and A (9 x 7): the weight gradient's transforms.
+constexpr auto kFilterGradient = transpose(kFilter);
+constexpr auto kOutputGradient = transpose(kOutput);
 
 template <typename T>
 HOST_DEVICE_INLINE void input_transform(const T* d, T* v) {
@@ -373,12 +378,12 @@ HOST_DEVICE_INLINE void output_transform(const T* m, T* y) {
 
 template <typename T>
 HOST_DEVICE_INLINE void output_gradient_transform(const T* dy, T* w) {
-  apply_2d<7, 9>(dy, w, [](const T* x, int sx, T* y, int sy) { matrix_1d(kOutputGradient, x, sx, y, sy); });
+  apply_2d<7, 9>(dy, w, [](const T* x, int sx, T* y, int sy) { matrix_1d(kOutputGradient.m, x, sx, y, sy); });
 }
 
 template <typename T>
 HOST_DEVICE_INLINE void filter_gradient_transform(const T* du, T* dg) {
-  apply_2d<9, 3>(du, dg, [](const T* x, int sx, T* y, int sy) { matrix_1d(kFilterGradient, x, sx, y, sy); });
+  apply_2d<9, 3>(du, dg, [](const T* x, int sx, T* y, int sy) { matrix_1d(kFilterGradient.m, x, sx, y, sy); });
 }
 
 }  // namespace f7

@@ -23,6 +23,11 @@ float32. Each runs on the CPU and, marked `cuda` (skipped without a GPU), on the
   against the vectorised plain-PyTorch reference (ops/_reference.py maskiou_targets:
   summed-area tables, no Python loop): no target, reported only. That reference is slower than
   the loop here: it gathers each RoI's whole [801, 1089] int64 table (~0.9 GB for 128 RoIs).
+* mask_class_logits: the mask head's end at inference, 100 detections x 256 channels at
+  14x14 (channels-last, as the head's convs give them): ConvTranspose 2x2 stride 2 + ReLU and
+  each RoI's class of the 1x1 predictor, fused. Baseline: the layers as the model ran them
+  before (ATen's conv_transpose2d, relu_, and the one-class baddbmm). No target (no issue
+  states one; it serves issue 14's eval latency): reported only.
 * paste_masks: 100 detections' 28x28 masks pasted into an 800x1088 image and thresholded at
   0.5. Baseline: torchvision's paste_masks_in_image(...)[:, 0] > 0.5. Target >= 5x (issue 4).
 """
@@ -201,3 +206,31 @@ def test_paste_masks(benchmark, device, impl):
     group = group_name("paste_masks vs torchvision paste_masks_in_image > 0.5, 100 masks into 800x1088", device)
     result = measure(benchmark, timed(fn, device), impl=impl, group=group, target=5.0)
     assert result.shape == (100, *IMAGE)
+
+
+@pytest.mark.parametrize("impl", [BASELINE, OURS])
+@pytest.mark.parametrize("device", DEVICES)
+def test_mask_class_logits(benchmark, device, impl):
+    """The mask head's deconvolution + ReLU + one-class predictor, 100 x 256 x 14x14: reported."""
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(100, 256, 14, 14, generator=g).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(256, 256, 2, 2, generator=g) / 16
+    bias = torch.randn(256, generator=g)
+    class_weight = torch.randn(100, 256, generator=g) / 16
+    class_bias = torch.randn(100, generator=g)
+    inputs = [t.to(device) for t in (features, weight, bias, class_weight, class_bias)]
+    if impl == BASELINE:
+        fn = lambda: ref_mask_class_logits(*inputs)  # noqa: E731
+    else:
+        fn = lambda: ops.mask_class_logits(*inputs)  # noqa: E731
+    group = group_name("mask_class_logits vs conv_transpose2d + relu + one-class baddbmm, 100 x 256 x 14x14", device)
+    with torch.no_grad():
+        result = measure(benchmark, timed(fn, device), impl=impl, group=group)
+    assert result.shape == (100, 1, 28, 28)
+
+
+def ref_mask_class_logits(features, weight, bias, class_weight, class_bias):
+    upsampled = torch.relu_(torch.nn.functional.conv_transpose2d(features, weight, bias, stride=2))
+    n = features.shape[0]
+    logits = torch.baddbmm(class_bias.reshape(n, 1, 1), class_weight.reshape(n, 1, -1), upsampled.flatten(2))
+    return logits.reshape(n, 1, 28, 28)

@@ -14,7 +14,7 @@ import copy
 from torch import Tensor, nn
 from torchvision.models.detection.mask_rcnn import MaskRCNN
 
-from msrcnn_fast.model.mask_head import class_mask_logits
+from msrcnn_fast.model.mask_head import class_mask_logits, upsampled_class_logits
 from msrcnn_fast.model.maskiou_head import MaskIoUHead
 from msrcnn_fast.model.rcnn import MaskScoringRCNN
 from msrcnn_fast.model.roi_heads import MaskScoringRoIHeads
@@ -43,6 +43,9 @@ class TorchvisionMaskHead(nn.Module):
 
     def predict_classes(self, features: Tensor, labels: Tensor) -> Tensor:
         return class_mask_logits(self.predictor, features, labels)
+
+    def class_logits(self, x: Tensor, labels: Tensor) -> Tensor:
+        return upsampled_class_logits(self.upsample.conv5_mask, self.predictor, self.head(x), labels)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.predictor(self.features(x))

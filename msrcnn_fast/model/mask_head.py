@@ -3,9 +3,9 @@
 import torch
 from torch import Tensor, nn
 
-from msrcnn_fast.ops import Conv3x3
+from msrcnn_fast.ops import Conv3x3, mask_class_logits
 
-__all__ = ["MaskHead", "class_mask_logits"]
+__all__ = ["MaskHead", "class_mask_logits", "upsampled_class_logits"]
 
 
 def class_mask_logits(predictor: nn.Conv2d, features: Tensor, labels: Tensor) -> Tensor:
@@ -19,6 +19,37 @@ def class_mask_logits(predictor: nn.Conv2d, features: Tensor, labels: Tensor) ->
     n, channels = features.shape[:2]
     weight = predictor.weight[labels].reshape(n, channels)
     return _ClassMaskLogits.apply(features, weight, predictor.bias[labels])
+
+
+def upsampled_class_logits(deconv: nn.ConvTranspose2d, predictor: nn.Conv2d, x: Tensor, labels: Tensor) -> Tensor:
+    """class_mask_logits(predictor, relu(deconv(x)), labels) [N, 1, 2H, 2W], the mask head's end.
+
+    Where autograd needs none of its gradients and deconv is a 2x2 stride-2 ConvTranspose2d
+    with a bias (the mask head's, torchvision's too), it runs as one op
+    (msrcnn_fast.ops.mask_class_logits) that never makes the upsampled features [N, C, 2H, 2W]:
+    at 100 detections of 256 channels at 14 x 14 those are 80 MB. Training keeps the layers,
+    whose features autograd saves for the backward anyway.
+    """
+    fused = (
+        deconv.kernel_size == (2, 2)
+        and deconv.stride == (2, 2)
+        and deconv.padding == (0, 0)
+        and deconv.output_padding == (0, 0)
+        and deconv.dilation == (1, 1)
+        and deconv.groups == 1
+        and deconv.bias is not None
+        and not _needs_grad(x, deconv, predictor)
+    )
+    if not fused:
+        return class_mask_logits(predictor, torch.relu(deconv(x)), labels)
+    weight = predictor.weight[labels].flatten(1)  # [N, C, 1, 1] -> [N, C]
+    return mask_class_logits(x, deconv.weight, deconv.bias, weight, predictor.bias[labels])
+
+
+def _needs_grad(x: Tensor, *modules: nn.Module) -> bool:
+    return torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for module in modules for p in module.parameters())
+    )
 
 
 class _ClassMaskLogits(torch.autograd.Function):
@@ -107,9 +138,19 @@ class MaskHead(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """The upsampled mask features [N, conv_dim, 2R, 2R], before the per-class predictor."""
+        return torch.relu_(self.deconv(self.convs(self._checked(x))))
+
+    def class_logits(self, x: Tensor, labels: Tensor) -> Tensor:
+        """The mask logits [N, 1, 2R, 2R] of one class per RoI (labels [N]) from the RoI features
+        x: predict_classes(features(x), labels), fused at inference (upsampled_class_logits)."""
+        if _needs_grad(x, self):
+            return self.predict_classes(self.features(x), labels)
+        return upsampled_class_logits(self.deconv, self.predictor, self.convs(self._checked(x)), labels)
+
+    def _checked(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.size(1) != self.in_channels:
             raise ValueError(f"x: expected a Tensor[N, {self.in_channels}, H, W], got shape {tuple(x.shape)}")
-        return torch.relu_(self.deconv(self.convs(x)))
+        return x
 
     def predict_classes(self, features: Tensor, labels: Tensor) -> Tensor:
         """The mask logits [N, 1, 2R, 2R] of one class per RoI (labels [N])."""

@@ -320,11 +320,10 @@ class MaskScoringRoIHeads(nn.Module):
         mask_logits holds every class's logits [N, K, M, M] when `every_class` (the variants that
         read them), else only `labels`' [N, 1, M, M] (the mask loss, the MaskIoU head and the pasted
         masks read no other class; the predictor then does 1 / K of the work)."""
-        upsampled = self.mask_head.features(mask_features)
         if every_class:
-            mask_logits = self.mask_head.predictor(upsampled)
+            mask_logits = self.mask_head(mask_features)
             return mask_logits, mask_logits[torch.arange(len(labels), device=labels.device), labels]
-        mask_logits = self.mask_head.predict_classes(upsampled, labels)
+        mask_logits = self.mask_head.class_logits(mask_features, labels)
         return mask_logits, mask_logits[:, 0]
 
     def predict_masks(self, features, boxes, scores, labels, image_shapes, targets=None):

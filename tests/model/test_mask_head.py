@@ -74,3 +74,45 @@ def test_one_class_logits_under_autocast_match_all_classes_selected(features_dty
     for grad, expected_grad, param in zip(grads, expected_grads, (features, predictor.weight, predictor.bias)):
         assert grad.dtype == param.dtype
         torch.testing.assert_close(grad, expected_grad, atol=0.05, rtol=0.02)
+
+
+def test_class_logits_fuse_the_upsampling_at_inference_only(monkeypatch):
+    """Without autograd, class_logits runs msrcnn_fast.ops.mask_class_logits, with the same
+    logits as the layers; with autograd, the layers (and their gradients)."""
+    from msrcnn_fast.model import mask_head as module
+
+    torch.manual_seed(0)
+    head = MaskHead(num_classes=5, in_channels=8, conv_dim=16, num_convs=1)
+    for p in (head.deconv.bias, head.predictor.bias):
+        torch.nn.init.normal_(p)
+    x = torch.randn(3, 8, 7, 7)
+    labels = torch.tensor([4, 0, 4])
+    calls = []
+    fused = module.mask_class_logits
+    monkeypatch.setattr(module, "mask_class_logits", lambda *a: calls.append(1) or fused(*a))
+    expected = head.predict_classes(head.features(x), labels)
+    with torch.no_grad():
+        got = head.class_logits(x, labels)
+    assert calls == [1]
+    torch.testing.assert_close(got, expected.detach(), rtol=1e-5, atol=1e-5)
+    trained = head.class_logits(x, labels)
+    assert calls == [1] and trained.requires_grad
+    torch.testing.assert_close(trained, expected)
+    with torch.no_grad():
+        assert head.class_logits(x[:0], labels[:0]).shape == (0, 1, 14, 14)
+
+
+def test_torchvision_mask_head_class_logits_match_its_layers():
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+
+    from msrcnn_fast.integrations.torchvision import TorchvisionMaskHead
+
+    torch.manual_seed(0)
+    head = TorchvisionMaskHead(MaskRCNNHeads(8, [16], 1), MaskRCNNPredictor(16, 16, 5))
+    for p in (head.upsample.conv5_mask.bias, head.predictor.bias):
+        torch.nn.init.normal_(p)
+    x = torch.randn(3, 8, 7, 7)
+    labels = torch.tensor([1, 2, 4])
+    with torch.no_grad():
+        expected = head(x)[torch.arange(3), labels][:, None]
+        torch.testing.assert_close(head.class_logits(x, labels), expected, rtol=1e-5, atol=1e-5)

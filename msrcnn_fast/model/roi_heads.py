@@ -198,7 +198,7 @@ class MaskScoringRoIHeads(nn.Module):
                 )
                 keep, scores = keep[: self.detections_per_img], scores[: self.detections_per_img]
             else:
-                keep = ops.batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
+                keep = ops.batched_nms(boxes, scores, labels, self.nms_thresh, max_kept=self.detections_per_img)
                 scores = scores[keep]
             all_boxes.append(boxes[keep])
             all_scores.append(scores)

@@ -45,12 +45,27 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, offset: float = 0.0
 
 
 @torch.fx.wrap
-def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, offset: float = 0.0) -> Tensor:
+def batched_nms(
+    boxes: Tensor,
+    scores: Tensor,
+    idxs: Tensor,
+    iou_threshold: float,
+    offset: float = 0.0,
+    max_kept: int | None = None,
+) -> Tensor:
     """Hard NMS per category, as ``torchvision.ops.batched_nms``.
 
     Boxes of different categories (values of ``idxs``) never suppress each other. Boxes with
     no elements give no indices whatever the other arguments are (None included), as
     torchvision's.
+
+    ``max_kept``: return the first ``max_kept`` kept boxes only, as ``batched_nms(...)[:max_kept]``
+    (a detector's top-k detections) but faster where there are many more boxes: whether a box
+    is kept depends only on the boxes of its category that come before it (higher score, or
+    equal score and lower index), so NMS over the highest-scoring ``BOXES_PER_KEPT`` x
+    ``max_kept`` boxes (and every box tied with the lowest of them) decides those boxes exactly
+    as NMS over all of them; only when that keeps fewer than ``max_kept`` does NMS run over all
+    boxes. (Traced by torch.compile or torch.export, it is always the latter.)
 
     Returns:
         int64 Tensor of the kept boxes' indices, by decreasing score (equal scores: by index).
@@ -58,12 +73,47 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     if torch.jit.is_scripting():
         if boxes.numel() == 0:
             return torch.empty((0,), dtype=torch.int64, device=boxes.device)
-        return torch.ops.msrcnn.batched_nms(boxes, scores, idxs, iou_threshold, offset)
+        kept = torch.ops.msrcnn.batched_nms(boxes, scores, idxs, iou_threshold, offset)
+        return kept if max_kept is None else kept[:max_kept]
+    if max_kept is not None and (isinstance(max_kept, bool) or not isinstance(max_kept, int) or max_kept < 0):
+        raise ValueError(f"max_kept: expected None or an int >= 0, got {repr(max_kept)}")
     # Traced (torch.compile, torch.export), the size may be symbolic: the kernel handles empty
     # boxes itself, so no guard on it is needed there.
-    if not torch.compiler.is_compiling() and boxes.numel() == 0:
-        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
-    return call_dropin(torch.ops.msrcnn.batched_nms, boxes, scores, idxs, float(iou_threshold), float(offset))
+    if not torch.compiler.is_compiling():
+        if boxes.numel() == 0:
+            return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+        if max_kept and scores.dim() == 1 and scores.shape[0] > BOXES_PER_KEPT * max_kept:
+            first = _first_kept(boxes, scores, idxs, float(iou_threshold), float(offset), max_kept)
+            if first is not None:
+                return first
+    kept = call_dropin(torch.ops.msrcnn.batched_nms, boxes, scores, idxs, float(iou_threshold), float(offset))
+    return kept if max_kept is None else kept[:max_kept]
+
+
+# batched_nms(max_kept=k) first runs NMS over the highest-scoring BOXES_PER_KEPT * k boxes.
+BOXES_PER_KEPT = 4
+
+
+def _first_kept(boxes, scores, idxs, iou_threshold, offset, max_kept) -> Tensor | None:
+    """The first max_kept indices of batched_nms over all boxes, from the highest-scoring boxes
+    alone, or None where those keep fewer than max_kept. Bad input: None (the full call raises)."""
+    n = scores.shape[0]
+    if (
+        boxes.shape != (n, 4)
+        or idxs.shape != (n,)
+        or not (boxes.device == scores.device == idxs.device)
+        or not scores.dtype.is_floating_point
+        or not torch.isfinite(scores).all()
+    ):
+        return None
+    lowest = scores.topk(BOXES_PER_KEPT * max_kept, sorted=False).values.min()
+    # Every box tied with the lowest score too: the candidates are all the boxes that come
+    # before any of them, in the kernel's order (decreasing score, equal scores by index).
+    candidates = torch.nonzero(scores >= lowest).flatten()
+    kept = call_dropin(
+        torch.ops.msrcnn.batched_nms, boxes[candidates], scores[candidates], idxs[candidates], iou_threshold, offset
+    )
+    return candidates[kept[:max_kept]] if kept.shape[0] >= max_kept else None
 
 
 def soft_nms(

@@ -4,6 +4,8 @@ Scores are made distinct (a permutation), so the order is defined and indices mu
 exactly; torchvision computes in the boxes' dtype as we do, so IoUs agree bit for bit.
 """
 
+import importlib
+
 import pytest
 import torch
 import torchvision
@@ -139,3 +141,61 @@ def test_cuda_matches_torchvision():
     b, s, i = boxes.cuda(), scores.cuda(), idxs.cuda()
     assert torch.equal(ops.nms(b, s, 0.5).cpu(), torchvision.ops.nms(boxes, scores, 0.5))
     assert torch.equal(ops.batched_nms(b, s, i, 0.5).cpu(), ops.batched_nms(boxes, scores, idxs, 0.5))
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("max_kept", [1, 7, 50, 100, 5000])
+def test_batched_nms_max_kept_is_the_first_kept_boxes(max_kept, ties, monkeypatch):
+    """max_kept=k returns batched_nms(...)[:k]: from the highest-scoring boxes alone where they
+    keep k (spied: the shortcut answered), else from all boxes. With ties, many boxes share the
+    lowest candidate score, and the order among equal scores is the index's."""
+    nms_module = importlib.import_module("msrcnn_fast.ops.nms")
+
+    boxes, scores = detections(4000, seed=5, dtype=torch.float32)
+    if ties:
+        scores = (scores * 20).floor() / 20
+    idxs = torch.randint(0, 80, (4000,), generator=torch.Generator().manual_seed(6))
+    answered = []
+    first_kept = nms_module._first_kept
+    monkeypatch.setattr(nms_module, "_first_kept", lambda *a: answered.append(first_kept(*a)) or answered[-1])
+    got = ops.batched_nms(boxes, scores, idxs, 0.5, max_kept=max_kept)
+    expected = ops.batched_nms(boxes, scores, idxs, 0.5)[:max_kept]
+    assert torch.equal(got, expected)
+    shortcut = 4 * max_kept < 4000
+    assert len(answered) == shortcut
+    if shortcut and max_kept <= 100:
+        assert answered[0] is not None  # the highest-scoring boxes kept enough
+
+
+def test_batched_nms_max_kept_falls_back_to_all_boxes(monkeypatch):
+    """One category of near-identical boxes: the highest-scoring ones keep 1 box, fewer than
+    max_kept, so every box is run, and the result is still the full one's first kept."""
+    nms_module = importlib.import_module("msrcnn_fast.ops.nms")
+
+    g = torch.Generator().manual_seed(0)
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(400, 1) + torch.rand(400, 4, generator=g) * 0.1
+    boxes[::50] += 100 * torch.arange(8)[:, None]  # 8 boxes far apart, at low ranks
+    scores = distinct_scores(400, 1)
+    scores[::50] = scores[::50] / 100
+    idxs = torch.zeros(400, dtype=torch.int64)
+    answered = []
+    first_kept = nms_module._first_kept
+    monkeypatch.setattr(nms_module, "_first_kept", lambda *a: answered.append(first_kept(*a)) or answered[-1])
+    got = ops.batched_nms(boxes, scores, idxs, 0.5, max_kept=5)
+    assert answered == [None]
+    assert torch.equal(got, ops.batched_nms(boxes, scores, idxs, 0.5)[:5]) and len(got) == 5
+
+
+def test_batched_nms_max_kept_edge_values():
+    boxes, scores = detections(50, seed=2, dtype=torch.float32)
+    idxs = torch.zeros(50, dtype=torch.int64)
+    assert ops.batched_nms(boxes, scores, idxs, 0.5, max_kept=0).shape == (0,)
+    assert ops.batched_nms(boxes[:0], scores[:0], idxs[:0], 0.5, max_kept=3).shape == (0,)
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="max_kept: expected None or an int >= 0"):
+            ops.batched_nms(boxes, scores, idxs, 0.5, max_kept=bad)
+    # Bad boxes raise the kernel's error with the shortcut too.
+    with pytest.raises(ValueError, match="scores contain NaN"):
+        ops.batched_nms(boxes, scores.clone().fill_(float("nan")), idxs, 0.5, max_kept=3)
+    scripted = torch.jit.script(ops.batched_nms)
+    assert torch.equal(scripted(boxes, scores, idxs, 0.5, 0.0, 3), ops.batched_nms(boxes, scores, idxs, 0.5)[:3])

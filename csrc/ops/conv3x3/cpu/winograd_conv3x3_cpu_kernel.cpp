@@ -333,49 +333,59 @@ void transform_filter(const at::Tensor& weight, bool flip, at::Tensor& packed) {
   const bool channels_adjacent = stride_out == 1;
   const float* w = weight.const_data_ptr<float>();
   float* u = packed.mutable_data_ptr<float>();
-  const int64_t blocks = (out_channels + kV - 1) / kV;
   // Blocks of kV output channels: their filters of one input channel, kV rows of 9 floats,
-  // transposed into 9 vectors (one per tap), transformed together.
-  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+  // transposed into 9 vectors (one per tap), transformed together. A panel's blocks of one
+  // input channel run one after the other, so each 64-byte row of a transformed plane is
+  // written whole while in cache: block by block over all input channels, every row was
+  // fetched and written back twice (a 256 -> 256-channel conv of one 14 x 14 map with F(7x7)
+  // forced, where the filter transform dominates: 4.7 -> 3.4 ms per call).
+  at::parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
     alignas(64) float taps[9 * kV];
     Vec g[9];
     Vec out[W::kElements];
-    for (int64_t block = begin; block < end; ++block) {
-      const int64_t co = block * kV;
+    // The filters of output channels [co, co + kV) and input channel ci into their rows of the
+    // packed planes.
+    auto transform_block = [&](int64_t co, int64_t ci) {
       const int64_t lanes = std::min<int64_t>(kV, out_channels - co);
       float* dst = u + ((co / kPanel) * in_channels) * kPanel + co % kPanel;
-      for (int64_t ci = 0; ci < in_channels; ++ci) {
-        const float* src = w + co * stride_out + ci * stride_in;
-        if (channels_adjacent) {
-          for (int k = 0; k < 9; ++k) {
-            g[k] = Vec::loadu(src + tap_offset[read(k)], lanes);
-          }
-        } else {
-          bool transposed = false;
-          if constexpr (kV == 8) {
-            if (filters_contiguous && lanes == kV) {
-              at::vec::transpose_mxn<float, 8, 8>(src, stride_out, taps, kV);  // taps 0-7
-              for (int64_t l = 0; l < kV; ++l) {
-                taps[8 * kV + l] = src[l * stride_out + 8];
-              }
-              transposed = true;
+      const float* src = w + co * stride_out + ci * stride_in;
+      if (channels_adjacent) {
+        for (int k = 0; k < 9; ++k) {
+          g[k] = Vec::loadu(src + tap_offset[read(k)], lanes);
+        }
+      } else {
+        bool transposed = false;
+        if constexpr (kV == 8) {
+          if (filters_contiguous && lanes == kV) {
+            at::vec::transpose_mxn<float, 8, 8>(src, stride_out, taps, kV);  // taps 0-7
+            for (int64_t l = 0; l < kV; ++l) {
+              taps[8 * kV + l] = src[l * stride_out + 8];
             }
-          }
-          if (!transposed) {
-            std::fill(taps, taps + 9 * kV, 0.0f);
-            for (int64_t l = 0; l < lanes; ++l) {
-              for (int k = 0; k < 9; ++k) {
-                taps[k * kV + l] = src[l * stride_out + tap_offset[k]];
-              }
-            }
-          }
-          for (int k = 0; k < 9; ++k) {
-            g[k] = Vec::loadu(taps + read(k) * kV);
+            transposed = true;
           }
         }
-        W::filter(g, out);
-        for (int xi = 0; xi < W::kElements; ++xi) {
-          out[xi].store(dst + xi * panels * in_channels * kPanel + ci * kPanel, lanes);
+        if (!transposed) {
+          std::fill(taps, taps + 9 * kV, 0.0f);
+          for (int64_t l = 0; l < lanes; ++l) {
+            for (int k = 0; k < 9; ++k) {
+              taps[k * kV + l] = src[l * stride_out + tap_offset[k]];
+            }
+          }
+        }
+        for (int k = 0; k < 9; ++k) {
+          g[k] = Vec::loadu(taps + read(k) * kV);
+        }
+      }
+      W::filter(g, out);
+      for (int xi = 0; xi < W::kElements; ++xi) {
+        out[xi].store(dst + xi * panels * in_channels * kPanel + ci * kPanel, lanes);
+      }
+    };
+    for (int64_t panel = begin; panel < end; ++panel) {
+      const int64_t panel_end = std::min(out_channels, (panel + 1) * kPanel);
+      for (int64_t ci = 0; ci < in_channels; ++ci) {
+        for (int64_t co = panel * kPanel; co < panel_end; co += kV) {
+          transform_block(co, ci);
         }
       }
     }

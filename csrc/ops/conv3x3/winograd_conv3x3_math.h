@@ -278,6 +278,18 @@ constexpr int kTileOut = 7;
 constexpr int kTileIn = 9;
 constexpr int kTileElements = kTileIn * kTileIn;
 
+// acc + c x for a constant c (once inlined): no multiply for c = +-1, nothing for c = 0.
+template <typename T>
+HOST_DEVICE_INLINE T add_scaled(T acc, float c, T x) {
+  if (c == 1.0f) {
+    return acc + x;
+  }
+  if (c == -1.0f) {
+    return acc - x;
+  }
+  return c == 0.0f ? acc : acc + T(c) * x;
+}
+
 // y[i sy] = sum_j m[i][j] x[j sx] for a constant matrix m (Out x In), zero entries skipped.
 template <int Out, int In, typename T>
 HOST_DEVICE_INLINE void matrix_1d(const float (&m)[Out][In], const T* x, int sx, T* y, int sy) {
@@ -291,13 +303,7 @@ HOST_DEVICE_INLINE void matrix_1d(const float (&m)[Out][In], const T* x, int sx,
     T acc(0.0f);
 #pragma GCC unroll 16
     for (int j = 0; j < In; ++j) {
-      if (m[i][j] == 1.0f) {
-        acc = acc + in[j];
-      } else if (m[i][j] == -1.0f) {
-        acc = acc - in[j];
-      } else if (m[i][j] != 0.0f) {
-        acc = acc + T(m[i][j]) * in[j];
-      }
+      acc = add_scaled(acc, m[i][j], in[j]);
     }
     y[i * sy] = acc;
   }
@@ -340,6 +346,51 @@ constexpr float kOutput[7][9] = {
     {0, 1.0 / 64, 1.0 / 64, 729.0 / 64, 729.0 / 64, 4096, 729.0 / 4096, 729.0 / 4096, 1},
 };
 
+// A^T's columns of the points +p and -p (1/2, 3/2, 3/4), whose entries in row i differ by
+// (-1)^i, and its other columns (the points 0, -4 and infinity).
+constexpr int kPairs[3][2] = {{1, 2}, {3, 4}, {6, 7}};
+constexpr int kSingles[3] = {0, 5, 8};
+
+constexpr bool output_pairs_are_symmetric() {
+  for (int i = 0; i < 7; ++i) {
+    for (const auto& pair : kPairs) {
+      if (kOutput[i][pair[1]] != (i % 2 == 0 ? 1 : -1) * kOutput[i][pair[0]]) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+static_assert(output_pairs_are_symmetric(), "A^T's +-p columns differ by (-1)^row");
+
+// y = A^T x along one axis, each +-p pair of x summed (even rows) and differenced (odd rows)
+// once: 36 additions and multiplies against matrix_1d's 50 (F(7x7)'s output transform).
+template <typename T>
+HOST_DEVICE_INLINE void output_1d(const T* x, int sx, T* y, int sy) {
+  T sum[3], difference[3], single[3];
+#pragma GCC unroll 4
+  for (int p = 0; p < 3; ++p) {
+    const T plus = x[kPairs[p][0] * sx];
+    const T minus = x[kPairs[p][1] * sx];
+    sum[p] = plus + minus;
+    difference[p] = plus - minus;
+    single[p] = x[kSingles[p] * sx];
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < 7; ++i) {
+    T acc(0.0f);
+#pragma GCC unroll 4
+    for (int p = 0; p < 3; ++p) {
+      acc = add_scaled(acc, kOutput[i][kPairs[p][0]], i % 2 == 0 ? sum[p] : difference[p]);
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < 3; ++p) {
+      acc = add_scaled(acc, kOutput[i][kSingles[p]], single[p]);
+    }
+    y[i * sy] = acc;
+  }
+}
+
 // A constant matrix's transpose, for the adjoint transforms.
 template <int Rows, int Cols>
 struct Transposed {
@@ -373,7 +424,7 @@ HOST_DEVICE_INLINE void filter_transform(const T* g, T* u) {
 
 template <typename T>
 HOST_DEVICE_INLINE void output_transform(const T* m, T* y) {
-  apply_2d<9, 7>(m, y, [](const T* x, int sx, T* out, int sy) { matrix_1d(kOutput, x, sx, out, sy); });
+  apply_2d<9, 7>(m, y, [](const T* x, int sx, T* out, int sy) { output_1d(x, sx, out, sy); });
 }
 
 template <typename T>

@@ -23,7 +23,10 @@ channel-major, RoIs in level and row order, each row's dot with a bin column's w
 by the bins that read it): single-level 11.9-12.8x, multi-level 11.0-11.7x at 1000 RoIs and
 11.0-11.1x at 100 RoIs 14x14 (8.1x before). The channels-last forwards are bimodal from one
 pytest process to the next (multi-level at 1000 RoIs: 17.6 ms in most, 46 ms in some, which
-then misses its 10x); the NCHW ones are not.
+then misses its 10x); the NCHW ones are not. The slow mode is the VM's first touch of the
+output's fresh pages (the hypervisor backs them then), not the kernel: in one process that keeps
+every output alive, 13 ms a call turns into 41 once ~750 MB have been allocated, and after
+another process has written 18 GB once, every call takes 13 ms (2026-11-26).
 """
 
 from collections import OrderedDict

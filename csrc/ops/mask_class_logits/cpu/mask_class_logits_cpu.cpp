@@ -13,7 +13,6 @@
 #include "common/cpu_capability.h"
 #include "ops/mask_class_logits/cpu/mask_class_logits_cpu_kernel.h"
 #include "ops/mask_class_logits/mask_class_logits_host.h"
-#include "ops/mask_class_logits/mask_class_logits_math.h"
 
 namespace msrcnn::mask_class_logits {
 namespace {
@@ -46,9 +45,7 @@ at::Tensor mask_class_logits_cpu(const at::Tensor& features, const at::Tensor& d
     if (engine == Engine::ByElement) {
       const at::Tensor pre = at::mm(rows, columns);
       AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mask_class_logits_by_element", [&] {
-        const Args<scalar_t, scalar_t> args{pre.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(),
-                                            class_w.const_data_ptr<scalar_t>(), class_b.const_data_ptr<scalar_t>(),
-                                            height, width, bias.size(0)};
+        const auto args = make_args<scalar_t, scalar_t>(pre, bias, class_w, class_b, height, width);
         scalar_t* out = output.mutable_data_ptr<scalar_t>();
         for (int64_t i = 0; i < output.numel(); ++i) {
           out[i] = logit_element(i, args);

@@ -16,7 +16,6 @@
 #include "common/checks.h"
 #include "common/cuda/launch.cuh"
 #include "ops/mask_class_logits/mask_class_logits_host.h"
-#include "ops/mask_class_logits/mask_class_logits_math.h"
 
 namespace msrcnn::mask_class_logits {
 namespace {
@@ -49,9 +48,7 @@ at::Tensor mask_class_logits_cuda(const at::Tensor& features, const at::Tensor& 
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features.scalar_type(), "mask_class_logits_cuda", [&] {
     using T = at::opmath_type<scalar_t>;
-    const Args<scalar_t, T> args{pre.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(),
-                                 class_w.const_data_ptr<scalar_t>(), class_b.const_data_ptr<scalar_t>(),
-                                 height, width, bias.size(0)};
+    const auto args = make_args<scalar_t, T>(pre, bias, class_w, class_b, height, width);
     logits_cuda_kernel<<<grid_size(n), kThreadsPerBlock, 0, stream>>>(n, args, output.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

@@ -48,10 +48,6 @@ def mask_class_logits(
     return torch.ops.msrcnn.mask_class_logits(features, deconv_weight, deconv_bias, class_weight, class_bias)
 
 
-def _upsampled(features: Tensor, deconv_weight: Tensor, deconv_bias: Tensor) -> Tensor:
-    return F.conv_transpose2d(features, deconv_weight, deconv_bias, stride=2)
-
-
 @torch.library.register_fake("msrcnn::mask_class_logits")
 def _fake(features, deconv_weight, deconv_bias, class_weight, class_bias):
     op = "msrcnn::mask_class_logits"
@@ -79,12 +75,13 @@ def _fake(features, deconv_weight, deconv_bias, class_weight, class_bias):
 
 
 def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)
+    features, deconv_weight, deconv_bias, class_weight, _ = inputs
+    ctx.save_for_backward(features, deconv_weight, deconv_bias, class_weight)
 
 
 def _backward(ctx, grad):
-    features, deconv_weight, deconv_bias, class_weight, class_bias = ctx.saved_tensors
-    pre = _upsampled(features, deconv_weight, deconv_bias)
+    features, deconv_weight, deconv_bias, class_weight = ctx.saved_tensors
+    pre = F.conv_transpose2d(features, deconv_weight, deconv_bias, stride=2)
     upsampled = torch.relu(pre)
     n, channels = class_weight.shape
     grad_flat = grad.reshape(n, 1, -1).to(pre.dtype)

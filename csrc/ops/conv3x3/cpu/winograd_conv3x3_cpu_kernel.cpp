@@ -5,10 +5,9 @@
 // chunks. Per chunk, on one thread:
 //   1. input transform: V[xi][t][ci] = (B^T d_t B)[xi], vectorised over channels (NHWC reads);
 //   2. 16 GEMMs M[xi] = V[xi] U[xi] ([tiles, Cin] x [Cin, Cout]) by a register-blocked
-//      micro-kernel (6 tiles x 16 output channels with 8-float vectors, 12 tiles x 16 with
-//      AVX-512's 16: 12 accumulators either way), over panels of 16 output channels of the
-//      pre-packed U (a panel's Cin x 16 block, <= 16 KiB per K block, stays in L1 while the
-//      chunk's rows stream from L2);
+//      micro-kernel (6 tiles x 16 output channels with 8-float vectors, 12 tiles x 32 with
+//      AVX-512's 16), over panels of 16 output channels of the pre-packed U (a micro-tile's
+//      K block of U, 16 KiB, stays in L1 while the chunk's rows stream from L2);
 //   3. output transform A^T m A fused with bias and ReLU, written channels-last.
 // The chunk's V and M are scratch buffers that stay in the caches between the three steps.
 
@@ -35,19 +34,21 @@ static_assert(kPanel % kV == 0 && (kPanelVectors == 1 || kPanelVectors == 2),
               "the micro-kernel holds a panel row in one or two vectors");
 static_assert(kRowQuantum % kV == 0, "transform_tiles_kernel stores whole vectors into padded rows");
 
-// Tiles per micro-tile, 12 accumulators in every build. AVX2: 6 rows x 2 vectors + 2 panel
-// vectors + 1 broadcast fit its 16 registers. AVX512: a panel row is one vector, so 12 rows
-// x 1 + 1 panel vector + 1 broadcast use 14 of its 32 registers and keep the 12 independent
-// FMAs per input channel (more than the 8 in flight that 4-cycle latency x 2 FMA pipes need);
-// more rows would add little (each row brings its own broadcast) and make a chunk's last
-// micro-tile wider. Not tuned: the AVX512 build has not been timed.
+// A micro-tile is kRows tiles x 2 vectors of output channels: one panel of 16 in the DEFAULT
+// and AVX2 builds (8-float vectors), two panels side by side in the AVX512 build (16-float
+// vectors). AVX2: 6 rows x 2 vectors = 12 accumulators + 2 panel vectors + 1 broadcast fit its
+// 16 registers. AVX512: 12 rows x 2 = 24 accumulators + 2 + 1 of its 32 registers, 14 loads per
+// 24 FMAs. (One panel, 12 x 1 accumulators, made 13 loads per 12 FMAs, and the 100 x 256 x
+// 14 x 14 F(7x7) conv ran at half the FMA peak of an AVX-512 Xeon: 45.6 ms.)
+constexpr int kPanelsPerTile = 2 / kPanelVectors;
 constexpr int kRows = kPanelVectors == 2 ? 6 : 12;
 // The 16 planes of a chunk's V and M are this many floats (a cache line) further apart than
 // their size: planes a multiple of 4 KiB apart would map the 16 streams the transforms read
 // and write onto the same L1 sets (and 4K-alias), which measured ~15% slower.
 constexpr int64_t kPlanePad = 16;
-// Input channels per K block: a panel's block (kKBlock x 16 floats = 16 KiB) stays in L1.
-constexpr int64_t kKBlock = 256;
+// Input channels per K block: a micro-tile's block of U (kKBlock x 16 floats per panel, 16 KiB
+// for 256) stays in L1 while the chunk's rows stream from L2.
+constexpr int64_t kKBlock = 256 / kPanelsPerTile;
 
 int64_t round_up(int64_t x, int64_t m) {
   return (x + m - 1) / m * m;
@@ -78,14 +79,16 @@ struct Scratch {
   Scratch& operator=(const Scratch&) = delete;
 };
 
-// c[r][0:16] (+)= sum_k a[r * lda + k] * b[k][0:16] for r < R: the 16 output channels of a
-// panel for R tiles. Not accumulating: c is overwritten. The accumulators are named variables,
-// not an array: GCC keeps an array of Vectorized in memory (a store per FMA), named ones in
-// registers. Row r's channels are in r0 (and r1 where a panel row is two vectors).
-template <int R>
-inline void micro_kernel(int64_t depth, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
-                         bool accumulate) {
+// c[r][0:V kV] (+)= sum_k a[r * lda + k] * (b[k kPanel][0:kV], b[k kPanel + second][0:kV])
+// for r < R: V vectors of output channels (`second` floats from the first in U: the panel's
+// other half, or the next panel) for R tiles. Not accumulating: c is overwritten. The
+// accumulators are named variables, not an array: GCC keeps an array of Vectorized in memory
+// (a store per FMA), named ones in registers. Row r's channels are in r0 (and r1 where V = 2).
+template <int R, int V>
+inline void micro_kernel(int64_t depth, const float* a, int64_t lda, const float* b, int64_t second, float* c,
+                         int64_t ldc, bool accumulate) {
   static_assert(R >= 1 && R <= kRows && kRows <= 12, "rows of a micro-tile");
+  static_assert(V == 1 || V == 2, "vectors per row of a micro-tile");
   Vec c00(0.0f), c01(0.0f), c10(0.0f), c11(0.0f), c20(0.0f), c21(0.0f);
   Vec c30(0.0f), c31(0.0f), c40(0.0f), c41(0.0f), c50(0.0f), c51(0.0f);
   Vec c60(0.0f), c61(0.0f), c70(0.0f), c71(0.0f), c80(0.0f), c81(0.0f);
@@ -93,35 +96,35 @@ inline void micro_kernel(int64_t depth, const float* a, int64_t lda, const float
 #define MSRCNN_WINOGRAD_ROWS(X)                                                              \
   X(0, c00, c01) X(1, c10, c11) X(2, c20, c21) X(3, c30, c31) X(4, c40, c41) X(5, c50, c51) \
   X(6, c60, c61) X(7, c70, c71) X(8, c80, c81) X(9, c90, c91) X(10, ca0, ca1) X(11, cb0, cb1)
-#define MSRCNN_WINOGRAD_LOAD(r, r0, r1)     \
-  if constexpr (R > r) {                    \
-    r0 = Vec::loadu(c + r * ldc);           \
-    if constexpr (kPanelVectors == 2) {     \
-      r1 = Vec::loadu(c + r * ldc + kV);    \
-    }                                       \
+#define MSRCNN_WINOGRAD_LOAD(r, r0, r1)  \
+  if constexpr (R > r) {                 \
+    r0 = Vec::loadu(c + r * ldc);        \
+    if constexpr (V == 2) {              \
+      r1 = Vec::loadu(c + r * ldc + kV); \
+    }                                    \
   }
-#define MSRCNN_WINOGRAD_FMA(r, r0, r1)      \
-  if constexpr (R > r) {                    \
-    const Vec ar(a[r * lda + k]);           \
-    r0 = at::vec::fmadd(ar, b0, r0);        \
-    if constexpr (kPanelVectors == 2) {     \
-      r1 = at::vec::fmadd(ar, b1, r1);      \
-    }                                       \
+#define MSRCNN_WINOGRAD_FMA(r, r0, r1) \
+  if constexpr (R > r) {               \
+    const Vec ar(a[r * lda + k]);      \
+    r0 = at::vec::fmadd(ar, b0, r0);   \
+    if constexpr (V == 2) {            \
+      r1 = at::vec::fmadd(ar, b1, r1); \
+    }                                  \
   }
-#define MSRCNN_WINOGRAD_STORE(r, r0, r1)    \
-  if constexpr (R > r) {                    \
-    r0.store(c + r * ldc);                  \
-    if constexpr (kPanelVectors == 2) {     \
-      r1.store(c + r * ldc + kV);           \
-    }                                       \
+#define MSRCNN_WINOGRAD_STORE(r, r0, r1) \
+  if constexpr (R > r) {                 \
+    r0.store(c + r * ldc);               \
+    if constexpr (V == 2) {              \
+      r1.store(c + r * ldc + kV);        \
+    }                                    \
   }
   if (accumulate) {
     MSRCNN_WINOGRAD_ROWS(MSRCNN_WINOGRAD_LOAD)
   }
   for (int64_t k = 0; k < depth; ++k) {
     const Vec b0 = Vec::loadu(b + k * kPanel);
-    // One vector holds the whole panel row under AVX512: b1 is then unused (and not loaded).
-    const Vec b1 = kPanelVectors == 2 ? Vec::loadu(b + k * kPanel + kV) : b0;
+    // b1 is unused (and not loaded) where V = 1.
+    const Vec b1 = V == 2 ? Vec::loadu(b + k * kPanel + second) : b0;
     MSRCNN_WINOGRAD_ROWS(MSRCNN_WINOGRAD_FMA)
   }
   MSRCNN_WINOGRAD_ROWS(MSRCNN_WINOGRAD_STORE)
@@ -131,17 +134,17 @@ inline void micro_kernel(int64_t depth, const float* a, int64_t lda, const float
 #undef MSRCNN_WINOGRAD_ROWS
 }
 
-// micro_kernel<rows> for 1 <= rows <= R (a chunk's last micro-tile may be partial: the host
+// micro_kernel<rows, V> for 1 <= rows <= R (a chunk's last micro-tile may be partial: the host
 // rounds chunks to 6 rows, half of AVX512's micro-tile).
-template <int R = kRows>
-void micro_kernel_rows(int rows, int64_t depth, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
-                       bool accumulate) {
+template <int V, int R = kRows>
+void micro_kernel_rows(int rows, int64_t depth, const float* a, int64_t lda, const float* b, int64_t second,
+                       float* c, int64_t ldc, bool accumulate) {
   if constexpr (R > 1) {
     if (rows < R) {
-      return micro_kernel_rows<R - 1>(rows, depth, a, lda, b, c, ldc, accumulate);
+      return micro_kernel_rows<V, R - 1>(rows, depth, a, lda, b, second, c, ldc, accumulate);
     }
   }
-  micro_kernel<R>(depth, a, lda, b, c, ldc, accumulate);
+  micro_kernel<R, V>(depth, a, lda, b, second, c, ldc, accumulate);
 }
 
 // Image, tile row and tile column of tile number `tile` (tiles numbered image by image, row-major).
@@ -201,12 +204,21 @@ void multiply(const Geometry& g, const float* v, const float* packed, int64_t co
     float* c = m + xi * plane_stride(count, g.out_ld);
     for (int64_t k0 = 0; k0 < depth; k0 += kKBlock) {
       const int64_t kc = std::min(kKBlock, depth - k0);
-      for (int64_t p = 0; p < g.panels; ++p) {
+      for (int64_t p = 0; p < g.panels; p += kPanelsPerTile) {
         const float* b = u + (p * depth + k0) * kPanel;
+        // The micro-tile's second vector: the panel's other half, or the next panel's first
+        // (AVX512), where there is one.
+        const bool two = kPanelVectors == 2 || p + 1 < g.panels;
+        const int64_t second = kPanelVectors == 2 ? kV : depth * kPanel;
         for (int64_t r0 = 0; r0 < count; r0 += kRows) {
           const int rows = static_cast<int>(std::min<int64_t>(kRows, count - r0));
-          micro_kernel_rows(rows, kc, a + r0 * g.in_ld + k0, g.in_ld, b, c + r0 * g.out_ld + p * kPanel, g.out_ld,
-                            k0 > 0);
+          const float* ar = a + r0 * g.in_ld + k0;
+          float* cr = c + r0 * g.out_ld + p * kPanel;
+          if (two) {
+            micro_kernel_rows<2>(rows, kc, ar, g.in_ld, b, second, cr, g.out_ld, k0 > 0);
+          } else {
+            micro_kernel_rows<1>(rows, kc, ar, g.in_ld, b, second, cr, g.out_ld, k0 > 0);
+          }
         }
       }
     }

@@ -9,9 +9,9 @@
 
 namespace msrcnn::winograd_conv3x3 {
 
-// Output channels per panel of the transformed filters: the width of the GEMM micro-kernel
-// (two vectors of 8 floats, or one AVX-512 vector of 16), the same in every build: the host
-// packs the filters with it.
+// Output channels per panel of the transformed filters, the same in every build (the host
+// packs the filters with it): the width of the GEMM micro-tile in the DEFAULT and AVX2 builds
+// (two vectors of 8 floats); the AVX512 build's micro-tile spans two panels (two vectors of 16).
 constexpr int64_t kPanel = 16;
 
 // The weight gradient's transformed rows (v and w of transform_tiles_kernel) have a multiple

@@ -6,8 +6,9 @@ Workloads and targets as the model issue (6) states them, float32 on the CPU, ra
   for ResNet-18 FPN, 800/1333 for ResNet-50 FPN), 100 detections forced (score threshold 0).
   Ours includes the MaskIoU head; torchvision has none. Target: ours <= 0.7x torchvision's
   time (a time ratio; the same as a speedup >= 1.43x); for R-18 FPN issue 14 asks <= 0.4x
-  (measured 0.39-0.42x in five runs on a 2-core AVX2 EPYC, 2026-11-26: missed in four, and a
-  run fails on it).
+  (measured 0.39-0.42x in five runs on a 2-core AVX2 EPYC, 2026-11-26: missed in four; 0.45-0.47x
+  in three runs on a 2-core AVX-512 Xeon, 2026-11-27, whose oneDNN and MKL run torchvision at
+  AVX-512 too: missed; a run fails on it).
 * one training step (SGD) on a batch of 2 such images with 4 instances each. Target: ours
   <= 0.8x torchvision's time.
 * the mask predictor + MaskIoU-head input in a training step (128 positive RoIs, 81

@@ -34,8 +34,12 @@ def test_a_tiny_config_trains_and_its_loss_falls(tmp_path, rectangles_root):
     assert train(config) == 0
     losses = [record["loss"] for record in metrics(tmp_path / "out")]
     assert len(losses) == 40
-    first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
-    assert last < 0.75 * first, losses
+    # Means of 10 iterations: single iterations swing from 1.1 to 2.5 with the batch. Measured
+    # last / first on an AVX-512 Xeon under ATen's default, AVX2 and AVX-512 kernels: 0.727,
+    # 0.741, 0.738 (4-iteration means: 0.731, 0.753, 0.659, which failed a 0.75 bound under
+    # AVX2); a run that does not learn stays near 1.
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < 0.8 * first, losses
 
 
 @pytest.mark.parametrize("seed", [3, 6, 9])

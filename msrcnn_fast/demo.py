@@ -2,7 +2,8 @@
 
     python -m msrcnn_fast.demo [--config configs/shapes_demo.yaml] [key=value ...]
 
-1. generates the shapes dataset (data.shapes) into data.root unless it is there already;
+1. generates the shapes dataset (data.shapes) into data.root unless it is there already (from
+   the current version of the generator);
 2. trains, always resuming output_dir's run (so a second run only evaluates; delete output_dir
    to train again);
 3. evaluates on the validation split: prints the side-by-side table, writes
@@ -11,11 +12,12 @@
 """
 
 import argparse
+import json
 import os
 import sys
 import time
 
-from msrcnn_fast.data.shapes import write_split
+from msrcnn_fast.data import shapes
 from msrcnn_fast.engine.build import resolve_device
 from msrcnn_fast.engine.config import ConfigError, load_config
 from msrcnn_fast.engine.distributed import ProcessInfo
@@ -26,14 +28,27 @@ DRAWN_IMAGES = 6
 DRAW_SCORE_THRESH = 0.3  # a model trained for minutes from scratch is rarely more confident
 
 
+def _current(annotation_file):
+    """Whether annotation_file exists and, if the shapes generator wrote it, its current version did."""
+    if not os.path.isfile(annotation_file):
+        return False
+    with open(annotation_file, encoding="utf-8") as file:
+        info = json.load(file).get("info") or {}
+    if not str(info.get("description", "")).startswith(shapes.DESCRIPTION) or info.get("version") == shapes.VERSION:
+        return True
+    print(f"{annotation_file} was written by an earlier version of the shapes generator: writing it again")
+    return False
+
+
 def ensure_shapes_dataset(cfg):
-    """Generates the shapes dataset described by cfg.data.shapes if its annotation files are missing."""
+    """Generates the shapes dataset described by cfg.data.shapes if its annotation files are missing
+    or were written by an earlier version of the generator."""
     splits = {"train": cfg.data.train, "val": cfg.data.val}
-    missing = [s for s, entry in splits.items() if not os.path.isfile(os.path.join(cfg.data.root, entry.annotations))]
+    missing = [s for s, entry in splits.items() if not _current(os.path.join(cfg.data.root, entry.annotations))]
     if not missing:
         return False
-    shapes = cfg.data.shapes
-    if not shapes:
+    spec = cfg.data.shapes
+    if not spec:
         raise ConfigError(f"data.{missing[0]}.annotations does not exist and data.shapes does not say how to make it")
     for split in missing:
         entry = splits[split]
@@ -43,11 +58,11 @@ def ensure_shapes_dataset(cfg):
                 f"annotations=annotations/instances_{split}.json; the config says {entry.images}, {entry.annotations}"
             )
         start = time.perf_counter()
-        write_split(
-            cfg.data.root, split, shapes[split], shapes.get("seed", 0),
-            min_size=shapes.get("min_size", 224), max_size=shapes.get("max_size", 320),
+        shapes.write_split(
+            cfg.data.root, split, spec[split], spec.get("seed", 0),
+            min_size=spec.get("min_size", 224), max_size=spec.get("max_size", 320),
         )  # fmt: skip
-        print(f"generated {shapes[split]} {split} images in {cfg.data.root} ({time.perf_counter() - start:.0f} s)")
+        print(f"generated {spec[split]} {split} images in {cfg.data.root} ({time.perf_counter() - start:.0f} s)")
     return True
 
 

@@ -4,8 +4,10 @@
 
 writes DIR/{train,val}/NNNNNN.png and DIR/annotations/instances_{train,val}.json. Six shape
 categories of varied size, colour and fill, on textured backgrounds with clutter; instances
-overlap, occlude one another and leave the image, edges are blurred and noise is added, so
-that predicted masks vary in quality and mask scoring has something to correct. Fully visible
+overlap, occlude one another (each keeps at least 60 % of itself) and reach past the image's
+border (by at most half their radius), edges are blurred and noise is added, so that predicted
+masks vary in quality and mask scoring has something to correct, while each instance's class
+stays recognisable. Fully visible
 instances are stored as polygons, occluded ones (and rings, which have a hole) as RLE; a few
 images hold a crowd region (a cluster of dots, iscrowd=1) and a few hold no instance at all.
 
@@ -26,6 +28,18 @@ from pycocotools import mask as mask_utils
 CATEGORIES = ["circle", "rectangle", "triangle", "star", "ring", "cross"]
 SPLIT_CODES = {"train": 1, "val": 2}
 MIN_VISIBLE_PIXELS = 25
+# The annotation files' info.version: raised whenever the same seed starts giving other images, so
+# that a dataset written by an earlier version is recognised (the demo then writes it again).
+VERSION = "2"
+DESCRIPTION = "msrcnn_fast shapes"
+# Placement, so that an instance's class stays recognisable while its mask is hard to get right:
+# sizes (circumradius) as fractions of the image's short side; a centre at least BORDER_REACH
+# circumradii inside the image, so the border cuts at most the outer half of a shape; a new shape
+# may hide at most 1 - MIN_VISIBLE_FRACTION of any earlier instance (else another place is tried).
+MIN_SIZE, MAX_SIZE = 0.07, 0.3
+BORDER_REACH = 0.5
+MIN_VISIBLE_FRACTION = 0.6
+PLACEMENT_TRIES = 10
 
 
 def _random_colour(rng):
@@ -143,6 +157,31 @@ def _record(annotation_id, image_id, category_id, rle, segmentation, iscrowd):
     }
 
 
+def _place_shapes(rng, height, width):
+    """Yields 0-7 shapes in drawing order: (category, whole mask in the image, polygon or None,
+    (centre x, centre y, circumradius)). Each centre lies BORDER_REACH circumradii inside the
+    image; each shape leaves every earlier one at least MIN_VISIBLE_FRACTION of its whole mask
+    (PLACEMENT_TRIES places are tried, then the shape is left out)."""
+    count = 0 if rng.uniform() < 0.05 else int(rng.integers(1, 8))
+    short_side = min(height, width)
+    shapes, visible = [], []  # visible: what each placed shape still shows
+    for _ in range(count):
+        category = CATEGORIES[rng.integers(len(CATEGORIES))]
+        size = float(np.exp(rng.uniform(math.log(MIN_SIZE * short_side), math.log(MAX_SIZE * short_side))))
+        for _ in range(PLACEMENT_TRIES):
+            cx = rng.uniform(BORDER_REACH * size, width - BORDER_REACH * size)
+            cy = rng.uniform(BORDER_REACH * size, height - BORDER_REACH * size)
+            mask, polygon = _shape_mask(category, cx, cy, size, rng.uniform(0, 2 * math.pi), rng, height, width)
+            left = [shown & ~mask for shown in visible]
+            if all(shown.sum() >= MIN_VISIBLE_FRACTION * shape[1].sum() for shown, shape in zip(left, shapes)):
+                break
+        else:
+            continue
+        shapes.append((category, mask, polygon, (cx, cy, size)))
+        visible = [*left, mask]
+        yield shapes[-1]
+
+
 def generate_image(seed, split, index, *, min_size=224, max_size=320):
     """(RGB uint8 array [H, W, 3], list of (category name, visible mask, polygon or None, iscrowd))."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, SPLIT_CODES[split], index]))
@@ -161,15 +200,7 @@ def generate_image(seed, split, index, *, min_size=224, max_size=320):
         canvas[crowd] = _random_colour(rng)
         drawn.append(("circle", crowd, None, 1))
 
-    count = 0 if rng.uniform() < 0.05 else int(rng.integers(1, 9))
-    short_side = min(height, width)
-    for _ in range(count):
-        category = CATEGORIES[rng.integers(len(CATEGORIES))]
-        size = float(np.exp(rng.uniform(math.log(0.05 * short_side), math.log(0.35 * short_side))))
-        cx, cy = rng.uniform(-0.1, 1.1) * width, rng.uniform(-0.1, 1.1) * height
-        mask, polygon = _shape_mask(category, cx, cy, size, rng.uniform(0, 2 * math.pi), rng, height, width)
-        if not mask.any():
-            continue
+    for category, mask, polygon, (cx, cy, size) in _place_shapes(rng, height, width):
         fill = _fill(rng, height, width, cx, cy, size)
         canvas[mask] = fill[mask]
         drawn.append((category, mask, polygon, 0))
@@ -215,7 +246,7 @@ def write_split(out_dir, split, count, seed, *, min_size=224, max_size=320):
                 _record(len(annotations) + 1, image_id, category_id[category], rle, segmentation, iscrowd)
             )
     data = {
-        "info": {"description": f"msrcnn_fast shapes, split {split}, seed {seed}"},
+        "info": {"description": f"{DESCRIPTION}, split {split}, seed {seed}", "version": VERSION},
         "images": images,
         "annotations": annotations,
         "categories": [{"id": category_id[name], "name": name, "supercategory": "shape"} for name in CATEGORIES],

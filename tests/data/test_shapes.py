@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from msrcnn_fast.data import CocoInstances, load_coco_instances
+from msrcnn_fast.data import CocoInstances, load_coco_instances, shapes
 from msrcnn_fast.data.shapes import CATEGORIES, generate_image, main
 
 
@@ -63,6 +63,32 @@ def test_occluded_instances_keep_only_their_visible_pixels():
         if any(polygon is None and not crowd for _, _, polygon, crowd in instances):
             return
     pytest.fail("no occluded instance in 40 images")
+
+
+def test_every_instance_shows_most_of_itself_and_only_its_outer_half_leaves_the_image(monkeypatch):
+    placed = []
+    place_shapes = shapes._place_shapes
+
+    def recording(*args):
+        for shape in place_shapes(*args):
+            placed.append(shape)
+            yield shape
+
+    monkeypatch.setattr(shapes, "_place_shapes", recording)
+    occluded = cut = 0
+    for index in range(40):
+        placed.clear()
+        pixels, instances = generate_image(0, "train", index, min_size=128, max_size=160)
+        height, width = pixels.shape[:2]
+        visible = [mask for _, mask, _, crowd in instances if not crowd]
+        assert len(visible) == len(placed)
+        for (_, whole, _, (cx, cy, size)), shown in zip(placed, visible):
+            assert shown.sum() >= shapes.MIN_VISIBLE_FRACTION * whole.sum()
+            reach = shapes.BORDER_REACH * size
+            assert reach <= cx <= width - reach and reach <= cy <= height - reach
+            occluded += bool((shown != whole).any())
+            cut += bool(whole[0].any() or whole[-1].any() or whole[:, 0].any() or whole[:, -1].any())
+    assert occluded >= 10 and cut >= 10  # masks still vary in quality: occlusion and the border
 
 
 def test_the_same_seed_gives_the_same_files_and_more_images_keep_the_first(generated, tmp_path):

@@ -6,6 +6,7 @@ import os
 import pytest
 from PIL import Image
 
+from msrcnn_fast.data import shapes
 from msrcnn_fast.demo import main as demo_main
 from msrcnn_fast.engine.build import schedule_in_iterations
 from msrcnn_fast.engine.config import load_config
@@ -145,6 +146,16 @@ def test_the_demo_generates_trains_evaluates_and_draws(tmp_path, capsys):
     assert "generated" not in printed and "MS R-CNN    segm" in printed and "demo done" in printed
     assert f"resuming from {tmp_path / 'out' / 'model_final.pth'} (iteration 2 of 2)" in printed
     assert {name: (tmp_path / "out" / name).read_bytes() for name in trained} == trained
+    # a dataset written by an earlier version of the generator is written again, and only that split
+    annotations = tmp_path / "shapes" / "annotations" / "instances_val.json"
+    data = json.loads(annotations.read_text())
+    data["info"]["version"] = "0"
+    annotations.write_text(json.dumps(data))
+    assert demo_main(["--config", config, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "instances_val.json was written by an earlier version" in printed
+    assert "generated 2 val images" in printed and "generated 4 train" not in printed
+    assert json.loads(annotations.read_text())["info"]["version"] == shapes.VERSION
 
 
 @pytest.mark.parametrize("name", sorted(n for n in os.listdir(os.path.join(REPO, "configs")) if n.endswith(".yaml")))

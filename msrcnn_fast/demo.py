@@ -28,10 +28,13 @@ DRAWN_IMAGES = 6
 DRAW_SCORE_THRESH = 0.3  # a model trained for minutes from scratch is rarely more confident
 
 
-def _current(annotation_file):
-    """Whether annotation_file exists and, if the shapes generator wrote it, its current version did."""
+def _current(annotation_file, generated):
+    """Whether annotation_file exists and, where the config generates its data (`generated`) and
+    the shapes generator wrote it, its current version did."""
     if not os.path.isfile(annotation_file):
         return False
+    if not generated:  # a user's dataset: its annotation file (COCO's: 450 MB) is not read here
+        return True
     with open(annotation_file, encoding="utf-8") as file:
         info = json.load(file).get("info") or {}
     if not str(info.get("description", "")).startswith(shapes.DESCRIPTION) or info.get("version") == shapes.VERSION:
@@ -44,7 +47,10 @@ def ensure_shapes_dataset(cfg):
     """Generates the shapes dataset described by cfg.data.shapes if its annotation files are missing
     or were written by an earlier version of the generator."""
     splits = {"train": cfg.data.train, "val": cfg.data.val}
-    missing = [s for s, entry in splits.items() if not _current(os.path.join(cfg.data.root, entry.annotations))]
+    generated = bool(cfg.data.shapes)
+    missing = [
+        s for s, entry in splits.items() if not _current(os.path.join(cfg.data.root, entry.annotations), generated)
+    ]
     if not missing:
         return False
     spec = cfg.data.shapes

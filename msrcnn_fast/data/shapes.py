@@ -7,9 +7,9 @@ categories of varied size, colour and fill, on textured backgrounds with clutter
 overlap, occlude one another (each keeps at least 60 % of itself) and reach past the image's
 border (by at most half their radius), edges are blurred and noise is added, so that predicted
 masks vary in quality and mask scoring has something to correct, while each instance's class
-stays recognisable. Fully visible
-instances are stored as polygons, occluded ones (and rings, which have a hole) as RLE; a few
-images hold a crowd region (a cluster of dots, iscrowd=1) and a few hold no instance at all.
+stays recognisable. Fully visible instances are stored as polygons, occluded ones (and rings,
+which have a hole) as RLE; a few images hold a crowd region (a cluster of dots, iscrowd=1) and a
+few hold no instance at all.
 
 Each image is a function of (seed, split, index) alone: the same seed gives the same files,
 and asking for more images does not change the first ones.
@@ -164,7 +164,7 @@ def _place_shapes(rng, height, width):
     (PLACEMENT_TRIES places are tried, then the shape is left out)."""
     count = 0 if rng.uniform() < 0.05 else int(rng.integers(1, 8))
     short_side = min(height, width)
-    shapes, visible = [], []  # visible: what each placed shape still shows
+    wholes, visible = [], []  # each placed shape's whole mask, and what of it still shows
     for _ in range(count):
         category = CATEGORIES[rng.integers(len(CATEGORIES))]
         size = float(np.exp(rng.uniform(math.log(MIN_SIZE * short_side), math.log(MAX_SIZE * short_side))))
@@ -173,13 +173,13 @@ def _place_shapes(rng, height, width):
             cy = rng.uniform(BORDER_REACH * size, height - BORDER_REACH * size)
             mask, polygon = _shape_mask(category, cx, cy, size, rng.uniform(0, 2 * math.pi), rng, height, width)
             left = [shown & ~mask for shown in visible]
-            if all(shown.sum() >= MIN_VISIBLE_FRACTION * shape[1].sum() for shown, shape in zip(left, shapes)):
+            if all(shown.sum() >= MIN_VISIBLE_FRACTION * whole.sum() for shown, whole in zip(left, wholes)):
                 break
         else:
             continue
-        shapes.append((category, mask, polygon, (cx, cy, size)))
+        wholes.append(mask)
         visible = [*left, mask]
-        yield shapes[-1]
+        yield category, mask, polygon, (cx, cy, size)
 
 
 def generate_image(seed, split, index, *, min_size=224, max_size=320):

@@ -47,13 +47,12 @@ def ensure_shapes_dataset(cfg):
     """Generates the shapes dataset described by cfg.data.shapes if its annotation files are missing
     or were written by an earlier version of the generator."""
     splits = {"train": cfg.data.train, "val": cfg.data.val}
-    generated = bool(cfg.data.shapes)
+    spec = cfg.data.shapes
     missing = [
-        s for s, entry in splits.items() if not _current(os.path.join(cfg.data.root, entry.annotations), generated)
+        s for s, entry in splits.items() if not _current(os.path.join(cfg.data.root, entry.annotations), bool(spec))
     ]
     if not missing:
         return False
-    spec = cfg.data.shapes
     if not spec:
         raise ConfigError(f"data.{missing[0]}.annotations does not exist and data.shapes does not say how to make it")
     for split in missing:

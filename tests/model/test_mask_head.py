@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from msrcnn_fast.model.mask_head import MaskHead, class_mask_logits
+from msrcnn_fast.model.mask_head import MaskHead, class_mask_logits, upsampled_class_logits
 from tests.model.conftest import all_classes_then_select
 
 
@@ -78,7 +78,7 @@ def test_one_class_logits_under_autocast_match_all_classes_selected(features_dty
 
 def test_class_logits_fuse_the_upsampling_at_inference_only(monkeypatch):
     """Without autograd, class_logits runs msrcnn_fast.ops.mask_class_logits, with the same
-    logits as the layers; with autograd, the layers (and their gradients)."""
+    logits as the layers; with autograd, the same logits, from autograd-tracked ops."""
     from msrcnn_fast.model import mask_head as module
 
     torch.manual_seed(0)
@@ -100,6 +100,30 @@ def test_class_logits_fuse_the_upsampling_at_inference_only(monkeypatch):
     torch.testing.assert_close(trained, expected)
     with torch.no_grad():
         assert head.class_logits(x[:0], labels[:0]).shape == (0, 1, 14, 14)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_upsampled_class_logits_in_training_match_the_layers_and_their_gradients(bias, channels_last):
+    """With autograd, upsampled_class_logits computes the 2x2 stride-2 deconv as one GEMM in
+    pixel order: the logits and the gradients of x and of every parameter are the layers'."""
+    torch.manual_seed(0)
+    deconv, predictor = torch.nn.ConvTranspose2d(8, 16, 2, stride=2, bias=bias), torch.nn.Conv2d(16, 5, 1)
+    for p in (deconv.bias, predictor.bias):
+        if p is not None:
+            torch.nn.init.normal_(p)
+    x = torch.randn(4, 8, 5, 6)
+    x = (x.contiguous(memory_format=torch.channels_last) if channels_last else x).requires_grad_()
+    labels = torch.tensor([1, 4, 0, 4])
+    inputs = [x, *deconv.parameters(), *predictor.parameters()]
+    grad = torch.randn(4, 1, 10, 12)
+    expected = class_mask_logits(predictor, torch.relu(deconv(x)), labels)
+    got = upsampled_class_logits(deconv, predictor, x, labels)
+    torch.testing.assert_close(got, expected)
+    for g, e in zip(torch.autograd.grad(got, inputs, grad), torch.autograd.grad(expected, inputs, grad)):
+        torch.testing.assert_close(g, e)
+    empty = upsampled_class_logits(deconv, predictor, x[:0], labels[:0])
+    assert empty.shape == (0, 1, 10, 12) and empty.requires_grad
 
 
 def test_torchvision_mask_head_class_logits_match_its_layers():

@@ -26,6 +26,7 @@ from msrcnn_fast.engine.build import (
 )
 from msrcnn_fast.engine.config import ConfigError
 from msrcnn_fast.engine.distributed import gather_objects, mean_over_processes
+from msrcnn_fast.engine.host_memory import keep_freed_memory
 from msrcnn_fast.engine.metrics_log import MetricsLog
 from msrcnn_fast.engine.rng import capture_rng_state, restore_rng_state, seed_everything
 from msrcnn_fast.engine.tensorboard_log import TensorBoardLog
@@ -275,6 +276,7 @@ def build_trainer(cfg, *, info, device_type, resume=False, overwrite=False, prog
     (checkpoint.run_files) is an OutputDirHoldsRunError, raised before anything else is done,
     unless `overwrite`: then, once everything is built, that run's files are removed."""
     existing = check_output_dir(cfg, info=info, resume=resume, overwrite=overwrite)
+    keep_freed_memory()
     dataset = build_dataset(cfg, "train", training=True)
     if len(dataset) == 0:
         raise ConfigError(f"data.train: {dataset.annotation_file} lists no image to train on")

@@ -19,7 +19,9 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
+#include <limits>
 
 #include "ops/conv3x3/winograd_conv3x3_math.h"
 
@@ -339,10 +341,14 @@ void transform_filter(const at::Tensor& weight, bool flip, at::Tensor& packed) {
   // How a block's taps are read: each 3x3 filter 9 consecutive floats (a contiguous weight, or
   // its transpose) are transposed 8x8 at a time where vectors are 8 floats; output channels 1
   // apart (a transposed channels-last weight) are loaded as vectors; other strides, and the
-  // contiguous filters too where vectors are 16 floats (AVX512, not timed), are gathered: the
-  // filter transform is a small part of a convolution's time.
+  // contiguous filters too where vectors are 16 floats (AVX512), by one vector gather per tap
+  // (whole blocks) or element by element (a last partial block). Element by element, the
+  // AVX512 build's filter transforms took 5 % of the demo's training time (the 512 x 512 and
+  // 256 x 256 convs of a 2-image batch, whose F(2x2) planes are transformed on every call).
   const bool filters_contiguous = weight.stride(3) == 1 && weight.stride(2) == 3;
   const bool channels_adjacent = stride_out == 1;
+  const bool gathers = (kV - 1) * stride_out <= std::numeric_limits<int32_t>::max();  // int32 lane offsets
+  const auto lane_offsets = at::vec::Vectorized<int32_t>::arange(0, static_cast<int32_t>(gathers ? stride_out : 0));
   const float* w = weight.const_data_ptr<float>();
   float* u = packed.mutable_data_ptr<float>();
   // Blocks of kV output channels: their filters of one input channel, kV rows of 9 floats,
@@ -376,7 +382,11 @@ void transform_filter(const at::Tensor& weight, bool flip, at::Tensor& packed) {
             transposed = true;
           }
         }
-        if (!transposed) {
+        if (!transposed && gathers && lanes == kV) {
+          for (int k = 0; k < 9; ++k) {
+            g[k] = at::vec::gather<sizeof(float)>(src + tap_offset[read(k)], lane_offsets);
+          }
+        } else if (!transposed) {
           std::fill(taps, taps + 9 * kV, 0.0f);
           for (int64_t l = 0; l < lanes; ++l) {
             for (int k = 0; k < 9; ++k) {
@@ -384,8 +394,10 @@ void transform_filter(const at::Tensor& weight, bool flip, at::Tensor& packed) {
             }
           }
         }
-        for (int k = 0; k < 9; ++k) {
-          g[k] = Vec::loadu(taps + read(k) * kV);
+        if (transposed || !gathers || lanes != kV) {
+          for (int k = 0; k < 9; ++k) {
+            g[k] = Vec::loadu(taps + read(k) * kV);
+          }
         }
       }
       W::filter(g, out);

@@ -1,8 +1,8 @@
 """Freed host memory kept in the process for reuse: glibc malloc's settings for training.
 
-glibc's malloc serves blocks from 128 KiB up with fresh mmap()s, raising that limit only as
-such blocks are freed, and gives the top of its heap back to the kernel beyond 128 KiB free.
-A training step frees and reallocates the same large blocks every iteration (activations,
+glibc's malloc serves blocks from 128 KiB up with fresh mmap()s, raising that limit (up to
+32 MiB) only as such blocks are freed, and gives the top of its heap back to the kernel once
+more than twice that limit is free there. A training step frees and reallocates the same large blocks every iteration (activations,
 gradients, the conv kernels' transformed filters and tiles), so each first write to them
 page-faults and the kernel zeroes every page again: 6 % of the demo's training time on a
 2-core Xeon (perf: clear_page_erms). With blocks up to 32 MiB (malloc's largest mmap

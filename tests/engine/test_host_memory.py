@@ -30,7 +30,7 @@ def _faults(mode: str) -> int:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 def test_freed_blocks_are_reused_without_page_faults():
     default, kept = _faults("default"), _faults("keep")
-    # 4 x 108 MiB written: about 110000 faults of 4 KiB pages by default (fewer where the kernel
-    # maps huge pages); none once the blocks are kept
-    assert default >= 4 * 54, f"malloc's default should fault the freed blocks in again, got {default} faults"
+    # 4 x 108 MiB written: about 110000 faults of 4 KiB pages by default (216 or more where the
+    # kernel maps 2 MiB pages); none once the blocks are kept
+    assert default >= 200, f"malloc's default should fault the freed blocks in again, got {default} faults"
     assert kept < default / 10, f"kept blocks should not fault again: {kept} faults against {default}"

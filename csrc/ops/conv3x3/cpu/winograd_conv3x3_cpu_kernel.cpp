@@ -382,7 +382,8 @@ void transform_filter(const at::Tensor& weight, bool flip, at::Tensor& packed) {
             transposed = true;
           }
         }
-        if (!transposed && gathers && lanes == kV) {
+        const bool gathered = !transposed && gathers && lanes == kV;  // straight into g
+        if (gathered) {
           for (int k = 0; k < 9; ++k) {
             g[k] = at::vec::gather<sizeof(float)>(src + tap_offset[read(k)], lane_offsets);
           }
@@ -394,7 +395,7 @@ void transform_filter(const at::Tensor& weight, bool flip, at::Tensor& packed) {
             }
           }
         }
-        if (transposed || !gathers || lanes != kV) {
+        if (!gathered) {
           for (int k = 0; k < 9; ++k) {
             g[k] = Vec::loadu(taps + read(k) * kV);
           }

@@ -102,12 +102,21 @@ def test_training_returns_the_losses_and_they_backpropagate(factory):
 
 
 def test_box_head_convs_run_gn_convs_before_the_fcs():
-    """box_head_convs=N: N x (3x3 conv, GroupNorm, ReLU) before fc6 (the from-scratch head); they
-    run msrcnn::conv3x3 like the other 3x3 convs, train, and N=0 keeps torchvision's names."""
+    """box_head_convs=N: N x (3x3 conv, GroupNorm + ReLU) before fc6 (the from-scratch head); they
+    run msrcnn::conv3x3 and msrcnn::group_norm_relu, train, keep the state dict's indices (the
+    ReLU's slot an Identity), and N=0 keeps torchvision's names."""
     model = small_model(box_head_convs=2).train()
     head = model.roi_heads.box_head
-    assert [type(m).__name__ for m in head.convs] == ["Conv3x3", "GroupNorm", "ReLU"] * 2
-    assert head.convs[1].num_groups == 32 and head.fc6.in_features == 32 * 7 * 7
+    assert [type(m).__name__ for m in head.convs] == ["Conv3x3", "GroupNormReLU", "Identity"] * 2
+    assert head.convs[1].num_groups == 32 and head.convs[1].relu and head.fc6.in_features == 32 * 7 * 7
+    assert {k for k in head.state_dict() if k.startswith("convs.")} == {
+        "convs.0.weight",
+        "convs.1.weight",
+        "convs.1.bias",
+        "convs.3.weight",
+        "convs.4.weight",
+        "convs.4.bias",
+    }
     batch = images()
     sum(model(batch, make_targets(batch)).values()).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.convs.parameters())

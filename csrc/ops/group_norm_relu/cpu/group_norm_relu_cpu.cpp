@@ -14,6 +14,7 @@
 #include <tuple>
 
 #include "common/checks.h"
+#include "ops/group_norm_relu/group_norm_relu_host.h"
 #include "common/cpu_capability.h"
 #include "ops/group_norm_relu/cpu/group_norm_relu_cpu_kernel.h"
 
@@ -65,6 +66,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_cpu(const at::Ten
   check_parameter(weight, input, op, "weight");
   check_parameter(bias, input, op, "bias");
   TORCH_CHECK_VALUE(eps >= 0.0 && std::isfinite(eps), op, ": expected eps >= 0, got ", eps);
+  if (input.scalar_type() == at::kDouble) {
+    return aten_forward(input, num_groups, weight, bias, eps, relu);
+  }
   const int64_t images = input.size(0), channels = input.size(1);
   at::Tensor mean = at::empty({images, num_groups}, input.options().dtype(at::kFloat));
   at::Tensor rstd = at::empty({images, num_groups}, input.options().dtype(at::kFloat));
@@ -97,6 +101,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_backward_cpu(
                         mean.size(1) == num_groups,
                     op, ": expected mean and rstd [", images, ", ", num_groups, "], got ", mean.sizes(), " and ",
                     rstd.sizes());
+  if (input.scalar_type() == at::kDouble) {
+    return aten_backward(grad, input, output, mean, rstd, weight, num_groups, relu);
+  }
   const at::Tensor x = float_channels_last(input);
   at::Tensor dx = at::empty(x.sizes(), x.options(), kChannelsLast);
   at::Tensor dw = at::zeros({channels}, x.options());

@@ -19,6 +19,7 @@
 #include <tuple>
 
 #include "common/checks.h"
+#include "ops/group_norm_relu/group_norm_relu_host.h"
 #include "common/cuda/launch.cuh"
 #include "ops/group_norm_relu/group_norm_relu_math.h"
 
@@ -144,6 +145,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_cuda(const at::Te
   check_inputs(input, num_groups, weight, bias, op);
   TORCH_CHECK_VALUE(eps >= 0.0 && std::isfinite(eps), op, ": expected eps >= 0, got ", eps);
   const c10::cuda::CUDAGuard guard(input.device());
+  if (input.scalar_type() == at::kDouble) {
+    return aten_forward(input, num_groups, weight, bias, eps, relu);
+  }
   const int64_t images = input.size(0), channels = input.size(1), rows = input.size(2) * input.size(3);
   at::Tensor mean = at::zeros({images, num_groups}, input.options().dtype(at::kFloat));
   at::Tensor rstd = at::full({images, num_groups}, 1.0 / std::sqrt(eps), input.options().dtype(at::kFloat));
@@ -174,6 +178,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_backward_cuda(
   TORCH_CHECK_VALUE(grad.sizes() == input.sizes() && output.sizes() == input.sizes(), op,
                     ": expected grad and output of input's shape ", input.sizes());
   const c10::cuda::CUDAGuard guard(input.device());
+  if (input.scalar_type() == at::kDouble) {
+    return aten_backward(grad, input, output, mean, rstd, weight, num_groups, relu);
+  }
   const int64_t images = input.size(0), channels = input.size(1), rows = input.size(2) * input.size(3);
   const at::Tensor x = float_channels_last(input);
   at::Tensor dx = at::empty(x.sizes(), x.options(), kChannelsLast);

@@ -1,9 +1,9 @@
 """GroupNorm with the ReLU after it, in one op (msrcnn::group_norm_relu).
 
 ``group_norm_relu(x, num_groups, weight, bias, eps, relu=True)`` equals
-``F.relu(F.group_norm(x, num_groups, weight, bias, eps))`` (``relu=False``: the GroupNorm alone),
-in the input's memory format. The CPU kernel works on channels-last maps (what msrcnn::conv3x3
-reads and writes; an NCHW input is copied) in two passes per image, its statistics on values shifted by each channel's
+``F.relu(F.group_norm(x, num_groups, weight, bias, eps))`` (``relu=False``: the GroupNorm alone)
+and returns a channels-last tensor (what msrcnn::conv3x3 reads and writes). The CPU kernel works
+on channels-last maps in two passes per image, its statistics on values shifted by each channel's
 first value (ATen's float32 GroupNorm loses digits to cancellation on maps far from zero mean).
 :class:`GroupNormReLU` is the module: an ``nn.GroupNorm`` (same parameters and state dict) that
 applies the ReLU too.
@@ -27,28 +27,22 @@ def group_norm_relu(
     eps: float = 1e-5,
     relu: bool = True,
 ) -> Tensor:
-    """relu?(group_norm(input, num_groups, weight, bias, eps)), in input's memory format."""
+    """relu?(group_norm(input, num_groups, weight, bias, eps)), channels-last."""
     return torch.ops.msrcnn.group_norm_relu(input, num_groups, weight, bias, eps, relu)[0]
-
-
-def _memory_format(t: Tensor) -> torch.memory_format:
-    """ATen's suggest_memory_format: channels-last where t is (and not also contiguous)."""
-    cl = t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
-    return torch.channels_last if cl else torch.contiguous_format
 
 
 @torch.library.register_fake(_OP)
 def _fake(input, num_groups, weight, bias, eps, relu):
     dtype = torch.float64 if input.dtype == torch.float64 else torch.float32
     stats = input.new_empty((input.shape[0], num_groups), dtype=dtype)
-    return input.new_empty(input.shape).contiguous(memory_format=_memory_format(input)), stats, stats.clone()
+    return input.new_empty(input.shape).contiguous(memory_format=torch.channels_last), stats, stats.clone()
 
 
 @torch.library.register_fake("msrcnn::_group_norm_relu_backward")
 def _backward_fake(grad, input, output, mean, rstd, weight, num_groups, relu):
     channels = input.shape[1]
     return (
-        input.new_empty(input.shape).contiguous(memory_format=_memory_format(input)),
+        input.new_empty(input.shape).contiguous(memory_format=torch.channels_last),
         input.new_empty((channels,)),
         input.new_empty((channels,)),
     )

@@ -7,6 +7,8 @@
 
 namespace msrcnn::group_norm_relu {
 
+constexpr auto kChannelsLast = at::MemoryFormat::ChannelsLast;
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> aten_forward(const at::Tensor& input, int64_t num_groups,
                                                             const std::optional<at::Tensor>& weight,
                                                             const std::optional<at::Tensor>& bias, double eps,
@@ -17,7 +19,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> aten_forward(const at::Tensor& in
   if (relu) {
     y = at::relu(y);
   }
-  return {y.contiguous(input.suggest_memory_format()), mean.reshape({images, num_groups}), rstd.reshape({images, num_groups})};
+  return {y.contiguous(kChannelsLast), mean.reshape({images, num_groups}), rstd.reshape({images, num_groups})};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> aten_backward(const at::Tensor& grad, const at::Tensor& input,
@@ -32,7 +34,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> aten_backward(const at::Tensor& g
   }
   auto [dx, dw, db] = at::native_group_norm_backward(g, input.contiguous(), mean.contiguous(), rstd.contiguous(),
                                                      weight, images, channels, rows, num_groups, {true, true, true});
-  return {dx.contiguous(input.suggest_memory_format()), dw, db};
+  return {dx.contiguous(kChannelsLast), dw, db};
 }
 
 }  // namespace msrcnn::group_norm_relu

@@ -1,7 +1,7 @@
 #pragma once
 
 // group_norm_relu in float64 on every device: ATen's GroupNorm (the reference precision: the
-// kernels compute in float32) and the ReLU, with the op's layout (the input's memory format) and
+// kernels compute in float32) and the ReLU, with the op's layout (channels-last output) and
 // statistics ([N, num_groups], float64).
 
 #include <ATen/core/Tensor.h>

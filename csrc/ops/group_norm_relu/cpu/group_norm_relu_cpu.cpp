@@ -1,9 +1,7 @@
 // group_norm_relu CPU entry points: argument checks, float32 channels-last copies of the inputs
 // where they are not already, defaults for a missing weight (ones) or bias (zeros); the kernels
-// are in group_norm_relu_cpu_kernel.cpp (per CPU capability). Outputs in the input's dtype and
-// memory format (as ATen's GroupNorm: an NCHW input's output, copied back from channels-last,
-// keeps the layouts after it, and their numerics, as they were); mean and rstd float32
-// [N, num_groups].
+// are in group_norm_relu_cpu_kernel.cpp (per CPU capability). Outputs are channels-last in the
+// input's dtype; mean and rstd float32 [N, num_groups].
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -86,8 +84,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_cpu(const at::Ten
       MSRCNN_CPU_DISPATCH(::msrcnn::group_norm_relu, forward_kernel, x, num_groups, w, b, eps, relu, y, mean, rstd);
     }
   }
-  return {y.to(input.scalar_type(), /*non_blocking=*/false, /*copy=*/false, input.suggest_memory_format()), mean,
-          rstd};
+  return {y.to(input.scalar_type(), /*non_blocking=*/false, /*copy=*/false, kChannelsLast), mean, rstd};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_backward_cpu(
@@ -118,8 +115,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_backward_cpu(
                         rstd.to(at::kFloat).contiguous(), w, num_groups, relu, dx, dw, db);
   }
   const auto dtype = input.scalar_type();
-  return {dx.to(dtype, /*non_blocking=*/false, /*copy=*/false, input.suggest_memory_format()), dw.to(dtype),
-          db.to(dtype)};
+  return {dx.to(dtype, /*non_blocking=*/false, /*copy=*/false, kChannelsLast), dw.to(dtype), db.to(dtype)};
 }
 
 }  // namespace

@@ -167,8 +167,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_cuda(const at::Te
         y.mutable_data_ptr<float>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  return {y.to(input.scalar_type(), /*non_blocking=*/false, /*copy=*/false, input.suggest_memory_format()), mean,
-          rstd};
+  return {y.to(input.scalar_type(), /*non_blocking=*/false, /*copy=*/false, kChannelsLast), mean, rstd};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_backward_cuda(
@@ -188,8 +187,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_backward_cuda(
   at::Tensor dw = at::zeros({channels}, x.options());
   at::Tensor db = at::zeros({channels}, x.options());
   if (x.numel() == 0) {
-    return {dx.to(input.scalar_type(), /*non_blocking=*/false, /*copy=*/false, input.suggest_memory_format()),
-            dw.to(input.scalar_type()), db.to(input.scalar_type())};
+    return {dx.to(input.scalar_type()), dw.to(input.scalar_type()), db.to(input.scalar_type())};
   }
   const auto stream = c10::cuda::getCurrentCUDAStream();
   const at::Tensor dy = float_channels_last(grad), y = float_channels_last(output);
@@ -213,8 +211,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_backward_cuda(
       m2.const_data_ptr<float>(), rows, channels, num_groups, relu, dx.mutable_data_ptr<float>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   const auto dtype = input.scalar_type();
-  return {dx.to(dtype, /*non_blocking=*/false, /*copy=*/false, input.suggest_memory_format()), dw.to(dtype),
-          db.to(dtype)};
+  return {dx.to(dtype, /*non_blocking=*/false, /*copy=*/false, kChannelsLast), dw.to(dtype), db.to(dtype)};
 }
 
 }  // namespace

@@ -20,7 +20,12 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from msrcnn_fast.evaluation.detections import detections_from_output
-from msrcnn_fast.evaluation.diagnostics import class_correct_pearson, classification_report, per_category_ap
+from msrcnn_fast.evaluation.diagnostics import (
+    class_correct_pearson,
+    classification_report,
+    detection_kinds,
+    per_category_ap,
+)
 from msrcnn_fast.evaluation.maskiou import match_ground_truth, pearson
 
 STAT_NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
@@ -213,6 +218,9 @@ class MaskScoringEvaluator:
             "detections": int(len(gt)),
             "pearson_class_correct": class_correct,
             "class_correct_detections": class_correct_count,
+            "detection_kinds": detection_kinds(
+                arrays["predicted_maskiou"], gt, arrays["category_id"], arrays["best_category"]
+            ),
         }
         names = {c: self.coco_gt.cats[c]["name"] for c in self.category_ids}
         results["segm_per_category"] = {

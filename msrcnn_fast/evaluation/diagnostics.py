@@ -9,6 +9,10 @@ Three readings next to the AP table, each of which the paper's own numbers assum
   (class-correct: the instance of any category their mask overlaps most has their category;
   the others' ground-truth MaskIoU is 0 by definition, whatever their mask) and over the
   positives it is trained on (MaskScoringRCNN.diagnose);
+- what the detections are: class-correct, on an object of another category (ground-truth
+  MaskIoU 0 however good the mask: the head is never trained on such detections), or on no
+  object, each with its mean predicted and ground-truth MaskIoU, and the correlation without the
+  other-category ones (what holds the paper's all-detection correlation down, in one number);
 - segm AP per category by both rankings (MaskScoringEvaluator).
 """
 
@@ -46,6 +50,32 @@ def class_correct_pearson(predicted_maskiou, gt_maskiou, category_ids, best_cate
     many there are)."""
     correct = (np.asarray(best_category) == np.asarray(category_ids)) & (np.asarray(best_category) > 0)
     return pearson(np.asarray(predicted_maskiou)[correct], np.asarray(gt_maskiou)[correct]), int(correct.sum())
+
+
+def detection_kinds(predicted_maskiou, gt_maskiou, category_ids, best_category):
+    """The detections by what their mask lies on: {"class_correct", "other_class", "no_object":
+    {detections, share, mean_predicted_maskiou, mean_gt_maskiou}, "pearson_without_other_class":
+    Pearson r of predicted with ground-truth MaskIoU over the class-correct and no-object ones}.
+    Means and shares are NaN where there are no detections (of that kind)."""
+    predicted, gt = np.asarray(predicted_maskiou, np.float64), np.asarray(gt_maskiou, np.float64)
+    category_ids, best_category = np.asarray(category_ids), np.asarray(best_category)
+    kinds = {
+        "class_correct": (best_category == category_ids) & (best_category > 0),
+        "other_class": (best_category != category_ids) & (best_category > 0),
+        "no_object": best_category <= 0,
+    }
+    report = {}
+    for name, selected in kinds.items():
+        count = int(selected.sum())
+        report[name] = {
+            "detections": count,
+            "share": count / len(gt) if len(gt) else math.nan,
+            "mean_predicted_maskiou": float(predicted[selected].mean()) if count else math.nan,
+            "mean_gt_maskiou": float(gt[selected].mean()) if count else math.nan,
+        }
+    others = kinds["other_class"]
+    report["pearson_without_other_class"] = pearson(predicted[~others], gt[~others])
+    return report
 
 
 def per_category_ap(evaluator):

@@ -67,6 +67,19 @@ def diagnostic_lines(results):
             f"{maskiou['class_correct_detections']} class-correct detections{positives} "
             f"(all detections: {_r(maskiou['pearson_predicted_vs_gt'])})"
         )
+    kinds = maskiou.get("detection_kinds")
+    if kinds and maskiou["detections"]:
+
+        def kind(name, what):
+            k = kinds[name]
+            means = f"{_r(k['mean_predicted_maskiou'])} / {_r(k['mean_gt_maskiou'])}" if k["detections"] else "-"
+            return f"{_share(k['share'])} {what} ({means})"
+
+        lines.append(
+            f"  detections, mean MaskIoU predicted / ground truth: {kind('class_correct', 'class-correct')}, "
+            f"{kind('other_class', 'on an object of another category')}, {kind('no_object', 'on no object')}; "
+            f"Pearson r without the other-category ones {_r(kinds['pearson_without_other_class'])}"
+        )
     if results.get("segm_per_category"):
         per_category = ", ".join(
             f"{name} {_percent(ap['segm_mask_rcnn']).strip()} -> {_percent(ap['segm_ms_rcnn']).strip()}"

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from msrcnn_fast.evaluation import MaskScoringEvaluator, detections_from_output, format_table, write_plots
-from msrcnn_fast.evaluation.diagnostics import classification_report
+from msrcnn_fast.evaluation.diagnostics import classification_report, detection_kinds
 from msrcnn_fast.evaluation.maskiou import match_ground_truth
 from tests.data.coco_files import rectangle_mask, tiny_coco
 from tests.evaluation.test_coco_evaluator import HAND_MADE, coco_of, output
@@ -49,6 +49,31 @@ def test_best_match_of_any_category():
     assert best.tolist() == [3, 3, 7, 0]
 
 
+def test_detection_kinds_by_hand():
+    # 5 detections: two class-correct, two on an object of another category, one on nothing
+    predicted = [0.9, 0.5, 0.8, 0.6, 0.7]
+    gt = [0.8, 0.4, 0.0, 0.1, 0.0]
+    kinds = detection_kinds(predicted, gt, [1, 2, 1, 2, 3], [1, 2, 2, 3, 0])
+    assert kinds["class_correct"] == pytest.approx(
+        {"detections": 2, "share": 0.4, "mean_predicted_maskiou": 0.7, "mean_gt_maskiou": 0.6}
+    )
+    assert kinds["other_class"] == pytest.approx(
+        {"detections": 2, "share": 0.4, "mean_predicted_maskiou": 0.7, "mean_gt_maskiou": 0.05}
+    )
+    assert kinds["no_object"] == pytest.approx(
+        {"detections": 1, "share": 0.2, "mean_predicted_maskiou": 0.7, "mean_gt_maskiou": 0.0}
+    )
+    expected = np.corrcoef([0.9, 0.5, 0.7], [0.8, 0.4, 0.0])[0, 1]
+    assert kinds["pearson_without_other_class"] == pytest.approx(expected)
+
+
+def test_detection_kinds_of_no_detections():
+    kinds = detection_kinds([], [], [], [])
+    assert kinds["class_correct"]["detections"] == 0 and math.isnan(kinds["class_correct"]["share"])
+    assert math.isnan(kinds["no_object"]["mean_predicted_maskiou"])
+    assert math.isnan(kinds["pearson_without_other_class"])
+
+
 def diagnosis(labels, probs, positives, targets):
     return {
         "gt_labels": torch.tensor(labels, dtype=torch.int64),
@@ -82,6 +107,12 @@ def test_evaluator_reports_the_diagnostics():
     assert 2 <= maskiou["class_correct_detections"] == int(correct.sum()) < len(correct)
     expected = np.corrcoef(arrays["predicted_maskiou"][correct], arrays["gt_maskiou"][correct])[0, 1]
     assert maskiou["pearson_class_correct"] == pytest.approx(expected)
+    kinds = maskiou["detection_kinds"]
+    assert kinds["class_correct"]["detections"] == maskiou["class_correct_detections"]
+    assert sum(kinds[k]["detections"] for k in ("class_correct", "other_class", "no_object")) == len(correct)
+    assert kinds["other_class"]["detections"] == int(
+        ((arrays["best_category"] != arrays["category_id"]) & (arrays["best_category"] > 0)).sum()
+    )
     # AP per category: COCOeval's summary AP is their mean over the categories with ground truth
     for ranking in ("segm_mask_rcnn", "segm_ms_rcnn"):
         per_category = [results["segm_per_category"][n][ranking] for n in ("square", "rectangle")]
@@ -96,6 +127,9 @@ def test_evaluator_reports_the_diagnostics():
         f"over the {maskiou['class_correct_detections']} class-correct detections, on its 3 training-style positives"
         in table
     )
+    share = f"{100 * kinds['class_correct']['share']:.0f}% class-correct"
+    assert f"detections, mean MaskIoU predicted / ground truth: {share} (" in table
+    assert "Pearson r without the other-category ones" in table
 
 
 def test_without_diagnostics_there_is_no_classification(tmp_path):

@@ -98,6 +98,12 @@ def test_empty_inputs(shape):
     assert x.grad.shape == x.shape and w.grad.shape == w.shape
 
 
+def backward(grad, mean, rstd):
+    """The backward op called directly on a [2, 6, 3, 3] input in 3 groups."""
+    x = torch.randn(2, 6, 3, 3)
+    return torch.ops.msrcnn._group_norm_relu_backward(grad, x, x, mean, rstd, None, 3, True)
+
+
 @pytest.mark.parametrize(
     "call,error,match",
     [
@@ -109,6 +115,13 @@ def test_empty_inputs(shape):
         (lambda: group_norm_relu(torch.randn(6, 3, 3), 3), ValueError, "input"),
         (lambda: group_norm_relu(torch.ones(2, 6, 3, 3, dtype=torch.int64), 3), TypeError, "input"),
         (lambda: group_norm_relu(torch.randn(2, 6, 3, 3), 3, eps=-1.0), ValueError, "eps"),
+        (
+            lambda: backward(torch.randn(2, 6, 3, 4), torch.zeros(2, 3), torch.zeros(2, 3)),
+            ValueError,
+            "grad and output",
+        ),
+        (lambda: backward(torch.randn(2, 6, 3, 3), torch.zeros(2, 2), torch.zeros(2, 2)), ValueError, "mean and rstd"),
+        (lambda: backward(torch.randn(2, 6, 3, 3), torch.zeros(2, 3), torch.zeros(3, 3)), ValueError, "mean and rstd"),
     ],
 )
 def test_bad_input_names_the_argument(call, error, match):

@@ -1,11 +1,9 @@
-// group_norm_relu CPU entry points: argument checks, float32 channels-last copies of the inputs
-// where they are not already, defaults for a missing weight (ones) or bias (zeros); the kernels
-// are in group_norm_relu_cpu_kernel.cpp (per CPU capability). Outputs are channels-last in the
-// input's dtype; mean and rstd float32 [N, num_groups].
+// group_norm_relu CPU entry points (checks and float32 channels-last inputs: group_norm_relu_host;
+// the kernels: group_norm_relu_cpu_kernel.cpp, per CPU capability). Outputs are channels-last in
+// the input's dtype; mean and rstd float32 [N, num_groups].
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/ones.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
@@ -13,9 +11,8 @@
 #include <optional>
 #include <tuple>
 
-#include "common/checks.h"
-#include "ops/group_norm_relu/group_norm_relu_host.h"
 #include "common/cpu_capability.h"
+#include "ops/group_norm_relu/group_norm_relu_host.h"
 #include "ops/group_norm_relu/cpu/group_norm_relu_cpu_kernel.h"
 
 namespace msrcnn::group_norm_relu {
@@ -23,49 +20,11 @@ namespace {
 
 constexpr auto kChannelsLast = at::MemoryFormat::ChannelsLast;
 
-void check_parameter(const std::optional<at::Tensor>& p, const at::Tensor& input, const char* op, const char* name) {
-  if (!p.has_value()) {
-    return;
-  }
-  TORCH_CHECK_VALUE(
-      p->dim() == 1 && p->size(0) == input.size(1), op, ": expected ", name, " [", input.size(1),
-      "] (one per channel of input), got shape ", p->sizes());
-  TORCH_CHECK_TYPE(
-      p->scalar_type() == input.scalar_type(), op, ": expected ", name, " of input's dtype ", input.scalar_type(),
-      ", got ", p->scalar_type());
-  check_device_type(*p, c10::DeviceType::CPU, op, name);
-}
-
-void check_groups(const at::Tensor& input, int64_t num_groups, const char* op) {
-  check_dim(input, 4, op, "input [N, C, H, W]");
-  check_floating(input, op, "input");
-  check_device_type(input, c10::DeviceType::CPU, op, "input");
-  TORCH_CHECK_VALUE(
-      num_groups >= 1 && input.size(1) % num_groups == 0, op, ": expected num_groups >= 1 dividing the ",
-      input.size(1), " channels of input, got ", num_groups);
-}
-
-at::Tensor float_channels_last(const at::Tensor& t) {
-  return t.to(at::kFloat, /*non_blocking=*/false, /*copy=*/false, kChannelsLast).contiguous(kChannelsLast);
-}
-
-at::Tensor float_parameter(const std::optional<at::Tensor>& p, int64_t channels, float fill, const at::Tensor& like) {
-  if (p.has_value()) {
-    return p->to(at::kFloat).contiguous();
-  }
-  return fill == 1.0f ? at::ones({channels}, like.options().dtype(at::kFloat))
-                      : at::zeros({channels}, like.options().dtype(at::kFloat));
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_cpu(const at::Tensor& input, int64_t num_groups,
                                                                    const std::optional<at::Tensor>& weight,
                                                                    const std::optional<at::Tensor>& bias, double eps,
                                                                    bool relu) {
-  const char* op = "msrcnn::group_norm_relu";
-  check_groups(input, num_groups, op);
-  check_parameter(weight, input, op, "weight");
-  check_parameter(bias, input, op, "bias");
-  TORCH_CHECK_VALUE(eps >= 0.0 && std::isfinite(eps), op, ": expected eps >= 0, got ", eps);
+  check_forward_args(input, num_groups, weight, bias, eps, c10::DeviceType::CPU, "msrcnn::group_norm_relu");
   if (input.scalar_type() == at::kDouble) {
     return aten_forward(input, num_groups, weight, bias, eps, relu);
   }
@@ -90,17 +49,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_cpu(const at::Ten
 std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_backward_cpu(
     const at::Tensor& grad, const at::Tensor& input, const at::Tensor& output, const at::Tensor& mean,
     const at::Tensor& rstd, const std::optional<at::Tensor>& weight, int64_t num_groups, bool relu) {
-  const char* op = "msrcnn::_group_norm_relu_backward";
-  check_groups(input, num_groups, op);
-  check_parameter(weight, input, op, "weight");
-  TORCH_CHECK_VALUE(grad.sizes() == input.sizes() && output.sizes() == input.sizes(), op,
-                    ": expected grad and output of input's shape ", input.sizes(), ", got ", grad.sizes(), " and ",
-                    output.sizes());
-  const int64_t images = input.size(0), channels = input.size(1);
-  TORCH_CHECK_VALUE(mean.sizes() == rstd.sizes() && mean.dim() == 2 && mean.size(0) == images &&
-                        mean.size(1) == num_groups,
-                    op, ": expected mean and rstd [", images, ", ", num_groups, "], got ", mean.sizes(), " and ",
-                    rstd.sizes());
+  check_backward_args(grad, input, output, mean, rstd, weight, num_groups, c10::DeviceType::CPU,
+                      "msrcnn::_group_norm_relu_backward");
+  const int64_t channels = input.size(1);
   if (input.scalar_type() == at::kDouble) {
     return aten_backward(grad, input, output, mean, rstd, weight, num_groups, relu);
   }

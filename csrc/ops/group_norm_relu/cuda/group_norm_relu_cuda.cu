@@ -7,7 +7,6 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
-#include <ATen/ops/ones.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -18,7 +17,6 @@
 #include <optional>
 #include <tuple>
 
-#include "common/checks.h"
 #include "ops/group_norm_relu/group_norm_relu_host.h"
 #include "common/cuda/launch.cuh"
 #include "ops/group_norm_relu/group_norm_relu_math.h"
@@ -109,41 +107,11 @@ __global__ void input_grad_kernel(int64_t total, const float* dy, const float* x
   }
 }
 
-void check_inputs(const at::Tensor& input, int64_t num_groups, const std::optional<at::Tensor>& weight,
-                  const std::optional<at::Tensor>& bias, const char* op) {
-  check_dim(input, 4, op, "input [N, C, H, W]");
-  check_floating(input, op, "input");
-  check_device_type(input, c10::DeviceType::CUDA, op, "input");
-  TORCH_CHECK_VALUE(num_groups >= 1 && input.size(1) % num_groups == 0, op,
-                    ": expected num_groups >= 1 dividing the ", input.size(1), " channels of input, got ", num_groups);
-  for (const auto* p : {&weight, &bias}) {
-    if (p->has_value()) {
-      TORCH_CHECK_VALUE((*p)->dim() == 1 && (*p)->size(0) == input.size(1), op, ": expected weight and bias [",
-                        input.size(1), "], got shape ", (*p)->sizes());
-      check_same_device(input, "input", **p, p == &weight ? "weight" : "bias", op);
-    }
-  }
-}
-
-at::Tensor float_channels_last(const at::Tensor& t) {
-  return t.to(at::kFloat, /*non_blocking=*/false, /*copy=*/false, kChannelsLast).contiguous(kChannelsLast);
-}
-
-at::Tensor parameter_or(const std::optional<at::Tensor>& p, int64_t channels, bool ones, const at::Tensor& like) {
-  if (p.has_value()) {
-    return p->to(at::kFloat).contiguous();
-  }
-  const auto options = like.options().dtype(at::kFloat);
-  return ones ? at::ones({channels}, options) : at::zeros({channels}, options);
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_cuda(const at::Tensor& input, int64_t num_groups,
                                                                     const std::optional<at::Tensor>& weight,
                                                                     const std::optional<at::Tensor>& bias,
                                                                     double eps, bool relu) {
-  const char* op = "msrcnn::group_norm_relu";
-  check_inputs(input, num_groups, weight, bias, op);
-  TORCH_CHECK_VALUE(eps >= 0.0 && std::isfinite(eps), op, ": expected eps >= 0, got ", eps);
+  check_forward_args(input, num_groups, weight, bias, eps, c10::DeviceType::CUDA, "msrcnn::group_norm_relu");
   const c10::cuda::CUDAGuard guard(input.device());
   if (input.scalar_type() == at::kDouble) {
     return aten_forward(input, num_groups, weight, bias, eps, relu);
@@ -155,8 +123,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_cuda(const at::Te
   at::Tensor y = at::empty(x.sizes(), x.options(), kChannelsLast);
   if (x.numel() > 0) {
     const auto stream = c10::cuda::getCurrentCUDAStream();
-    const at::Tensor w = parameter_or(weight, channels, true, input);
-    const at::Tensor b = parameter_or(bias, channels, false, input);
+    const at::Tensor w = float_parameter(weight, channels, 1.0f, input);
+    const at::Tensor b = float_parameter(bias, channels, 0.0f, input);
     statistics_kernel<<<images * num_groups, kThreadsPerBlock, 0, stream>>>(
         x.const_data_ptr<float>(), rows, channels, num_groups, eps, mean.mutable_data_ptr<float>(),
         rstd.mutable_data_ptr<float>());
@@ -173,10 +141,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_cuda(const at::Te
 std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_backward_cuda(
     const at::Tensor& grad, const at::Tensor& input, const at::Tensor& output, const at::Tensor& mean,
     const at::Tensor& rstd, const std::optional<at::Tensor>& weight, int64_t num_groups, bool relu) {
-  const char* op = "msrcnn::_group_norm_relu_backward";
-  check_inputs(input, num_groups, weight, std::nullopt, op);
-  TORCH_CHECK_VALUE(grad.sizes() == input.sizes() && output.sizes() == input.sizes(), op,
-                    ": expected grad and output of input's shape ", input.sizes());
+  check_backward_args(grad, input, output, mean, rstd, weight, num_groups, c10::DeviceType::CUDA,
+                      "msrcnn::_group_norm_relu_backward");
   const c10::cuda::CUDAGuard guard(input.device());
   if (input.scalar_type() == at::kDouble) {
     return aten_backward(grad, input, output, mean, rstd, weight, num_groups, relu);
@@ -192,7 +158,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_backward_cuda(
   const auto stream = c10::cuda::getCurrentCUDAStream();
   const at::Tensor dy = float_channels_last(grad), y = float_channels_last(output);
   const at::Tensor m = mean.to(at::kFloat).contiguous(), r = rstd.to(at::kFloat).contiguous();
-  const at::Tensor w = parameter_or(weight, channels, true, input);
+  const at::Tensor w = float_parameter(weight, channels, 1.0f, input);
   at::Tensor sums = at::empty({images, channels}, x.options());
   at::Tensor centered = at::empty({images, channels}, x.options());
   channel_sums_kernel<<<images * channels, kThreadsPerBlock, 0, stream>>>(

@@ -61,8 +61,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_backward_cpu(
   at::Tensor db = at::zeros({channels}, x.options());
   if (x.numel() > 0) {
     const at::Tensor w = float_parameter(weight, channels, 1.0f, input);
+    // Without the ReLU the kernel does not read the output (its mask): no copy of it.
     MSRCNN_CPU_DISPATCH(::msrcnn::group_norm_relu, backward_kernel, float_channels_last(grad), x,
-                        float_channels_last(output), mean.to(at::kFloat).contiguous(),
+                        relu ? float_channels_last(output) : x, mean.to(at::kFloat).contiguous(),
                         rstd.to(at::kFloat).contiguous(), w, num_groups, relu, dx, dw, db);
   }
   const auto dtype = input.scalar_type();

@@ -156,7 +156,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_backward_cuda(
     return {dx.to(input.scalar_type()), dw.to(input.scalar_type()), db.to(input.scalar_type())};
   }
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  const at::Tensor dy = float_channels_last(grad), y = float_channels_last(output);
+  // Without the ReLU the kernels do not read the output (its mask): no copy of it.
+  const at::Tensor dy = float_channels_last(grad), y = relu ? float_channels_last(output) : x;
   const at::Tensor m = mean.to(at::kFloat).contiguous(), r = rstd.to(at::kFloat).contiguous();
   const at::Tensor w = float_parameter(weight, channels, 1.0f, input);
   at::Tensor sums = at::empty({images, channels}, x.options());

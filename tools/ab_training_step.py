@@ -25,6 +25,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCHES = 20
@@ -88,8 +89,6 @@ def measure(root, config, overrides, state, steps, make_state=0):
     for i in range(3, WARMUP):
         step(i)
     positives.clear()
-    import time
-
     start = time.perf_counter()
     for i in range(WARMUP, WARMUP + steps):
         step(i)

@@ -45,10 +45,22 @@ def classification_report(gt_labels, class_probs, category_names):
     }
 
 
+def _kinds(category_ids, best_category):
+    """Boolean masks of the detections whose mask lies most on an instance of their category
+    ("class_correct"), of another category ("other_class"), or on none ("no_object")."""
+    category_ids, best_category = np.asarray(category_ids), np.asarray(best_category)
+    on_object = best_category > 0
+    return {
+        "class_correct": on_object & (best_category == category_ids),
+        "other_class": on_object & (best_category != category_ids),
+        "no_object": ~on_object,
+    }
+
+
 def class_correct_pearson(predicted_maskiou, gt_maskiou, category_ids, best_category):
     """(Pearson r of predicted with ground-truth MaskIoU over the class-correct detections, how
     many there are)."""
-    correct = (np.asarray(best_category) == np.asarray(category_ids)) & (np.asarray(best_category) > 0)
+    correct = _kinds(category_ids, best_category)["class_correct"]
     return pearson(np.asarray(predicted_maskiou)[correct], np.asarray(gt_maskiou)[correct]), int(correct.sum())
 
 
@@ -58,12 +70,7 @@ def detection_kinds(predicted_maskiou, gt_maskiou, category_ids, best_category):
     Pearson r of predicted with ground-truth MaskIoU over the class-correct and no-object ones}.
     Means and shares are NaN where there are no detections (of that kind)."""
     predicted, gt = np.asarray(predicted_maskiou, np.float64), np.asarray(gt_maskiou, np.float64)
-    category_ids, best_category = np.asarray(category_ids), np.asarray(best_category)
-    kinds = {
-        "class_correct": (best_category == category_ids) & (best_category > 0),
-        "other_class": (best_category != category_ids) & (best_category > 0),
-        "no_object": best_category <= 0,
-    }
+    kinds = _kinds(category_ids, best_category)
     report = {}
     for name, selected in kinds.items():
         count = int(selected.sum())

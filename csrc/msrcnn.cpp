@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/cpu_capability.h"
+#include "common/large_tensors.h"
 #include "ops/conv3x3/conv3x3_host.h"
 
 #ifdef MSRCNN_WITH_CUDA
@@ -51,6 +52,21 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("_set_winograd_tile", &msrcnn::conv3x3::set_winograd_tile, py::arg("tile"),
         "Forces the CPU conv3x3 kernels' Winograd tile: 2 (F(2x2, 3x3)), 4 (F(4x4, 3x3)), 7 (F(7x7, 3x3)) or 0 (by map size).");
   m.def("_winograd_tile", &msrcnn::conv3x3::forced_winograd_tile, "The forced Winograd tile (0: by map size).");
+  m.def(
+      "large_block_cache_stats",
+      [] {
+        const msrcnn::LargeBlockCacheStats s = msrcnn::large_block_cache_stats();
+        py::dict d;
+        d["cached_bytes"] = s.cached_bytes;
+        d["cached_blocks"] = s.cached_blocks;
+        d["in_use_bytes"] = s.in_use_bytes;
+        d["reused"] = s.reused;
+        d["mapped"] = s.mapped;
+        d["max_cached_bytes"] = msrcnn::kMaxCachedBytes;
+        return d;
+      },
+      "The large CPU blocks kept for reuse: cached_bytes, cached_blocks, in_use_bytes, reused, mapped, max_cached_bytes.");
+  m.def("empty_cache", &msrcnn::empty_cache, "Unmaps the large CPU blocks kept for reuse.");
   m.def("set_cpu_capability", &msrcnn::set_cpu_capability, py::arg("name"),
         "Selects the CPU kernels' capability: 'default', 'avx2' or 'avx512' (if the CPU has it).");
 }

@@ -1,10 +1,13 @@
-"""Large CPU outputs of the kernels are advised to the kernel as transparent huge pages
-(csrc/common/large_tensors.h): their first writes then fault 2 MiB pages, not 4 KiB ones.
+"""Large CPU outputs of the kernels (csrc/common/large_tensors.h): advised to the kernel as
+transparent huge pages, so that their first writes fault 2 MiB pages, not 4 KiB ones; and once
+freed, kept (up to 512 MiB) and handed to the next output of a fitting size.
 
-Checked through /proc/self/smaps in a fresh process (a long-lived one's allocator hands out
-memory that earlier tensors advised): with THP in "madvise" mode only advised memory is
-THPeligible, so a plain torch.empty of the same size is the control. Other modes (or no THP,
-or no /proc) cannot tell the two apart: skipped.
+The advice is checked through /proc/self/smaps in a fresh process (a long-lived one's allocator
+hands out memory that earlier tensors advised): with THP in "madvise" mode only advised memory
+is THPeligible, so a plain torch.empty of the same size is the control. Other modes (or no THP,
+or no /proc) cannot tell the two apart: skipped. The reuse is checked through
+msrcnn_fast.memory_stats() and the outputs' addresses, and outputs written into reused blocks
+(which are not zeroed) against fresh ones.
 """
 
 import os
@@ -12,6 +15,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
+import torchvision
+
+import msrcnn_fast
+from msrcnn_fast import ops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
@@ -62,3 +70,68 @@ def test_large_outputs_are_advised_and_others_are_not():
     plain, pooled, grad, large, small = map(int, done.stdout.split())
     assert (plain, small) == (0, 0)  # the controls
     assert (pooled, grad, large) == (1, 1, 1)
+
+
+# --- reuse of freed blocks ----------------------------------------------------------------
+
+
+def _roi_inputs(channels_last):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 64, 100, 136, generator=g)  # 3.5 MB
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    xy = torch.rand(1000, 2, generator=g) * torch.tensor([544.0, 400.0])
+    wh = 4 + torch.rand(1000, 2, generator=g) * 200
+    return x, [torch.cat([xy, xy + wh], dim=1)]  # output: 1000 x 64 x 7 x 7 floats, 12.5 MB
+
+
+def test_a_freed_output_block_is_reused_by_the_next_call():
+    x, boxes = _roi_inputs(channels_last=False)
+    first = ops.roi_align(x, boxes, 7, 0.25, 2)
+    address = first.data_ptr()
+    before = msrcnn_fast.memory_stats()
+    del first
+    second = ops.roi_align(x, boxes, 7, 0.25, 2)
+    after = msrcnn_fast.memory_stats()
+    assert second.data_ptr() == address
+    assert after["reused"] == before["reused"] + 1
+    assert after["mapped"] == before["mapped"]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_outputs_in_reused_blocks_are_whole(channels_last):
+    # Blocks freed full of NaN, then taken by the same calls again: every element must be
+    # written (a kernel that relied on fresh, zeroed pages would leave NaN behind).
+    x, boxes = _roi_inputs(channels_last)
+    expected = ops.roi_align(x, boxes, 7, 0.25, 2).clone()  # torch's own memory
+    torch.testing.assert_close(expected, torchvision.ops.roi_align(x, boxes, 7, 0.25, 2), rtol=1e-4, atol=1e-4)
+    poisoned = [ops.roi_align(x, boxes, 7, 0.25, 2) for _ in range(3)]
+    for t in poisoned:
+        t.fill_(float("nan"))
+    del poisoned, t
+    assert torch.equal(ops.roi_align(x, boxes, 7, 0.25, 2), expected)
+    # conv3x3 with 40 output channels: the packed filters' last panel is zero-padded.
+    g = torch.Generator().manual_seed(1)
+    inp = torch.randn(2, 48, 96, 96, generator=g).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(40, 48, 3, 3, generator=g) / 20
+    reference = ops.conv3x3(inp, weight).clone()
+    torch.testing.assert_close(reference, torch.nn.functional.conv2d(inp, weight, padding=1), rtol=1e-4, atol=1e-4)
+    outputs = [ops.conv3x3(inp, weight) for _ in range(3)]
+    for t in outputs:
+        t.fill_(float("nan"))
+    del outputs, t
+    assert torch.equal(ops.conv3x3(inp, weight), reference)
+
+
+def test_the_cache_is_bounded_and_empty_cache_gives_it_back():
+    x, boxes = _roi_inputs(channels_last=False)
+    boxes = [boxes[0].repeat(4, 1)]  # 4000 RoIs: 50 MB outputs
+    outputs = [ops.roi_align(x, boxes, 7, 0.25, 2) for _ in range(14)]  # 700 MB live
+    held = msrcnn_fast.memory_stats()
+    assert held["in_use_bytes"] >= 14 * outputs[0].nbytes
+    del outputs
+    stats = msrcnn_fast.memory_stats()
+    assert 0 < stats["cached_bytes"] <= stats["max_cached_bytes"] == 512 << 20
+    assert stats["in_use_bytes"] <= held["in_use_bytes"] - 14 * 50 << 20
+    msrcnn_fast.empty_cache()
+    assert msrcnn_fast.memory_stats()["cached_bytes"] == 0 == msrcnn_fast.memory_stats()["cached_blocks"]

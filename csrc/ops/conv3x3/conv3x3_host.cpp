@@ -37,7 +37,7 @@ void check_args(const at::Tensor& input, const at::Tensor& weight, const std::op
 }
 
 at::Tensor empty_output(const at::Tensor& input, const at::Tensor& weight, int64_t stride) {
-  return empty_huge_pages(
+  return empty_large(
       {input.size(0), weight.size(0), output_size(input.size(2), stride), output_size(input.size(3), stride)},
       input.options(), at::MemoryFormat::ChannelsLast);
 }

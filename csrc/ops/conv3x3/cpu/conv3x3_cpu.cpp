@@ -80,7 +80,7 @@ at::Tensor transform_filter(const at::Tensor& weight, bool flip, int64_t tile) {
   const int64_t out_channels = weight.size(0);
   const int64_t in_channels = weight.size(1);
   const auto shape = {elements_of(tile), panels_of(out_channels), in_channels, kPanel};
-  at::Tensor packed = empty_huge_pages(shape, weight.options());
+  at::Tensor packed = empty_large(shape, weight.options());
   if (out_channels % kPanel != 0) {
     packed.zero_();
   }
@@ -183,9 +183,9 @@ std::tuple<at::Tensor, at::Tensor> backward_weight_float(const at::Tensor& grad,
   const int64_t chunk = weight_gradient_chunk(tiles, elements, in_channels, out_channels);
   // Rows padded to whole vectors of every build: the transforms store whole vectors.
   auto row_floats = [](int64_t channels) { return (channels + kRowQuantum - 1) / kRowQuantum * kRowQuantum; };
-  at::Tensor v = empty_huge_pages({elements, chunk, row_floats(in_channels)}, grad.options());
-  at::Tensor w = empty_huge_pages({elements, chunk, row_floats(out_channels)}, grad.options());
-  at::Tensor grad_u = empty_huge_pages({elements, out_channels, in_channels}, grad.options());
+  at::Tensor v = empty_large({elements, chunk, row_floats(in_channels)}, grad.options());
+  at::Tensor w = empty_large({elements, chunk, row_floats(out_channels)}, grad.options());
+  at::Tensor grad_u = empty_large({elements, out_channels, in_channels}, grad.options());
   for (int64_t first = 0; first < tiles; first += chunk) {
     const int64_t count = std::min(chunk, tiles - first);
     MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, transform_tiles_kernel, x, dy, tile, first, count, v, w);

@@ -91,7 +91,7 @@ at::Tensor to_layout(const at::Tensor& t, at::MemoryFormat format, std::optional
   if (!dense) {
     return t.to(type, false, false, format);
   }
-  at::Tensor out = empty_huge_pages(t.sizes(), t.options().dtype(type), format);
+  at::Tensor out = empty_large(t.sizes(), t.options().dtype(type), format);
   MSRCNN_CPU_DISPATCH(::msrcnn::roi_align, copy_layout, t, out);
   return out;
 }
@@ -131,7 +131,7 @@ void backward_by_element(
 at::Tensor allocate_output(at::TensorList features, const at::Tensor& rois, const PoolParams& pool, const char* op) {
   const at::Tensor& first = features[0];
   try {
-    return empty_huge_pages({rois.size(0), first.size(1), pool.pooled_height, pool.pooled_width}, first.options());
+    return empty_large({rois.size(0), first.size(1), pool.pooled_height, pool.pooled_width}, first.options());
   } catch (const c10::Error& e) {
     C10_THROW_ERROR(
         ValueError,

@@ -123,6 +123,46 @@ def test_outputs_in_reused_blocks_are_whole(channels_last):
     assert torch.equal(ops.conv3x3(inp, weight), reference)
 
 
+def _poison_then_repeat(make):
+    """make() after three of its outputs (and their gradients) were freed full of NaN."""
+    expected = [t.clone() for t in make()]
+    freed = [make() for _ in range(3)]
+    for outputs in freed:
+        for t in outputs:
+            t.fill_(float("nan"))
+    del freed, outputs, t
+    for got, want in zip(make(), expected):
+        assert torch.equal(got, want)
+
+
+def test_group_norm_relu_and_mask_pool_concat_in_reused_blocks_are_whole():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(64, 256, 14, 14, generator=g).contiguous(memory_format=torch.channels_last)  # 12.8 MB
+    features = torch.randn(64, 256, 14, 14, generator=g)
+    logits = torch.randn(64, 3, 28, 28, generator=g)
+    labels = torch.randint(0, 3, (64,), generator=g)
+    grad = torch.randn(64, 256, 14, 14, generator=g)
+
+    def group_norm():
+        leaf = x.detach().requires_grad_()
+        y = ops.group_norm_relu(leaf, 32)
+        y.backward(grad)
+        return y.detach(), leaf.grad
+
+    def pool_concat(mode):
+        def run():
+            leaf = features.detach().requires_grad_()
+            out = ops.mask_pool_concat(leaf, logits, labels, mode)
+            out.backward(torch.ones_like(out))
+            return out.detach(), leaf.grad
+
+        return run
+
+    _poison_then_repeat(group_norm)
+    _poison_then_repeat(pool_concat("concat"))
+    _poison_then_repeat(pool_concat("multiply"))
+
+
 def test_the_cache_is_bounded_and_empty_cache_gives_it_back():
     x, boxes = _roi_inputs(channels_last=False)
     boxes = [boxes[0].repeat(4, 1)]  # 4000 RoIs: 50 MB outputs

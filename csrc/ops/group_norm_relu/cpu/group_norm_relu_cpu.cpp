@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "common/cpu_capability.h"
+#include "common/large_tensors.h"
 #include "ops/group_norm_relu/group_norm_relu_host.h"
 #include "ops/group_norm_relu/cpu/group_norm_relu_cpu_kernel.h"
 
@@ -32,7 +33,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_cpu(const at::Ten
   at::Tensor mean = at::empty({images, num_groups}, input.options().dtype(at::kFloat));
   at::Tensor rstd = at::empty({images, num_groups}, input.options().dtype(at::kFloat));
   const at::Tensor x = float_channels_last(input);
-  at::Tensor y = at::empty(x.sizes(), x.options(), kChannelsLast);
+  at::Tensor y = empty_large(x.sizes(), x.options(), kChannelsLast);
   if (images > 0 && channels > 0) {
     if (input.size(2) * input.size(3) == 0) {  // groups of no element: mean 0, variance 0
       mean.zero_();
@@ -56,7 +57,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_norm_relu_backward_cpu(
     return aten_backward(grad, input, output, mean, rstd, weight, num_groups, relu);
   }
   const at::Tensor x = float_channels_last(input);
-  at::Tensor dx = at::empty(x.sizes(), x.options(), kChannelsLast);
+  at::Tensor dx = empty_large(x.sizes(), x.options(), kChannelsLast);
   at::Tensor dw = at::zeros({channels}, x.options());
   at::Tensor db = at::zeros({channels}, x.options());
   if (x.numel() > 0) {

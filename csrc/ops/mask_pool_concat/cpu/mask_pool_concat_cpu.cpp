@@ -12,6 +12,7 @@
 
 #include "common/checks.h"
 #include "common/cpu_capability.h"
+#include "common/large_tensors.h"
 #include "ops/mask_pool_concat/cpu/mask_pool_concat_cpu_kernel.h"
 #include "ops/mask_pool_concat/mask_pool_concat_host.h"
 
@@ -86,7 +87,7 @@ at::Tensor forward_cpu(
   const char* op = "msrcnn::mask_pool_concat";
   const Geometry g = check_forward_args(roi_features, mask_logits, labels, parse_mode(mode_name, op), op);
   const Inputs in = cpu_inputs(g, mask_logits, labels, roi_features, at::Tensor(), op);
-  at::Tensor output = at::empty({g.rois, output_channels(g), g.height, g.width}, roi_features.options());
+  at::Tensor output = empty_large({g.rois, output_channels(g), g.height, g.width}, roi_features.options());
   if (output.numel() == 0) {
     return output;
   }
@@ -110,7 +111,7 @@ at::Tensor logits_backward_cpu(
   const Geometry g = check_backward_args(grad, mask_logits, labels, roi_features, mode, op);
   const Inputs in = cpu_inputs(
       g, mask_logits, labels, mode == Mode::Multiply ? *roi_features : at::Tensor(), grad, op);
-  at::Tensor grad_logits = at::empty(mask_logits.sizes(), mask_logits.options());
+  at::Tensor grad_logits = empty_large(mask_logits.sizes(), mask_logits.options());
   if (grad_logits.numel() == 0) {
     return grad_logits;
   }
@@ -129,7 +130,7 @@ at::Tensor multiply_features_backward_cpu(
   // The features themselves are not read: grad stands in for them in the checks.
   const Geometry g = check_backward_args(grad, mask_logits, labels, grad, Mode::Multiply, op);
   const Inputs in = cpu_inputs(g, mask_logits, labels, at::Tensor(), grad, op);
-  at::Tensor grad_features = at::empty(grad.sizes(), grad.options());
+  at::Tensor grad_features = empty_large(grad.sizes(), grad.options());
   if (grad_features.numel() == 0) {
     return grad_features;
   }

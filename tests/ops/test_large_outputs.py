@@ -129,7 +129,7 @@ def _poison_then_repeat(make):
     freed = [make() for _ in range(3)]
     for outputs in freed:
         for t in outputs:
-            t.fill_(float("nan"))
+            t.fill_(float("nan") if t.is_floating_point() else 1)
     del freed, outputs, t
     for got, want in zip(make(), expected):
         assert torch.equal(got, want)
@@ -161,6 +161,15 @@ def test_group_norm_relu_and_mask_pool_concat_in_reused_blocks_are_whole():
     _poison_then_repeat(group_norm)
     _poison_then_repeat(pool_concat("concat"))
     _poison_then_repeat(pool_concat("multiply"))
+
+
+def test_pasted_masks_in_reused_blocks_are_whole():
+    g = torch.Generator().manual_seed(3)
+    masks = torch.rand(20, 1, 28, 28, generator=g)
+    xy = torch.rand(20, 2, generator=g) * 300
+    boxes = torch.cat([xy, xy + 20 + torch.rand(20, 2, generator=g) * 200], dim=1)
+    # 20 x 480 x 640 bools: 6 MB; blocks freed full of ones (True) must come back all written
+    _poison_then_repeat(lambda: [ops.paste_masks(masks, boxes, (480, 640))])
 
 
 def test_the_cache_is_bounded_and_empty_cache_gives_it_back():

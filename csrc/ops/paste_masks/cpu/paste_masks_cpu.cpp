@@ -11,6 +11,7 @@
 
 #include "common/checks.h"
 #include "common/cpu_capability.h"
+#include "common/large_tensors.h"
 #include "ops/paste_masks/cpu/paste_masks_cpu_kernel.h"
 #include "ops/paste_masks/paste_masks_host.h"
 
@@ -57,7 +58,7 @@ at::Tensor paste_masks_cpu(
   check_device_type(masks, c10::DeviceType::CPU, op, "masks");
   const at::Tensor masks_c = masks.contiguous();
   const at::Tensor boxes_c = boxes.contiguous();
-  at::Tensor output = at::empty({masks.size(0), height, width}, masks.options().dtype(at::kBool));
+  at::Tensor output = empty_large({masks.size(0), height, width}, masks.options().dtype(at::kBool));
   if (output.numel() == 0) {
     return output;
   }

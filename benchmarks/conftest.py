@@ -38,17 +38,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def measure(benchmark, fn, *, impl, group, target=None, time_ratio=None, limit=None, rounds=5):
+def measure(benchmark, fn, *, impl, group, target=None, time_ratio=None, limit=None, rounds=5, warmup_rounds=1):
     """Times `fn` as row `impl` (BASELINE or OURS) of `group`; returns fn's result.
 
     target: the speedup over the baseline row ours must reach; time_ratio: the largest
     ours / baseline time allowed (see the module's note); limit: the median time in seconds
     ours must stay under. Give the same requirement to both rows of a group. Once both rows
     have run, the requirement is checked and a miss fails the test that completed the group.
+    warmup_rounds: untimed calls first (give both rows the same).
     """
     benchmark.group = group
     benchmark.extra_info.update(impl=impl, target=target, time_ratio=time_ratio, limit=limit)
-    result = benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
+    result = benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=warmup_rounds)
     if benchmark.stats is not None:  # None under --benchmark-disable
         entry = _GROUPS.setdefault(group, {})
         entry[impl] = benchmark.stats.stats.median

@@ -8,6 +8,7 @@
 #include "common/cpu_capability.h"
 #include "common/large_tensors.h"
 #include "ops/conv3x3/conv3x3_host.h"
+#include "ops/conv3x3/cpu/packed_filter_cache.h"
 
 #ifdef MSRCNN_WITH_CUDA
 #include "common/cuda/build_info_cuda.h"
@@ -63,10 +64,21 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         d["reused"] = s.reused;
         d["mapped"] = s.mapped;
         d["max_cached_bytes"] = msrcnn::kMaxCachedBytes;
+        const msrcnn::conv3x3::PackedFilterCacheStats f = msrcnn::conv3x3::packed_filter_cache_stats();
+        d["conv3x3_filters"] = f.entries;
+        d["conv3x3_filter_bytes"] = f.bytes;
+        d["conv3x3_filter_hits"] = f.hits;
         return d;
       },
-      "The large CPU blocks kept for reuse: cached_bytes, cached_blocks, in_use_bytes, reused, mapped, max_cached_bytes.");
-  m.def("empty_cache", &msrcnn::empty_cache, "Unmaps the large CPU blocks kept for reuse.");
+      "The large CPU blocks kept for reuse (cached_bytes, cached_blocks, in_use_bytes, reused, mapped, max_cached_bytes) "
+      "and conv3x3's filters kept for inference (conv3x3_filters, conv3x3_filter_bytes, conv3x3_filter_hits).");
+  m.def(
+      "empty_cache",
+      [] {
+        msrcnn::conv3x3::clear_packed_filter_cache();
+        msrcnn::empty_cache();
+      },
+      "Drops conv3x3's kept filters and unmaps the large CPU blocks kept for reuse.");
   m.def("set_cpu_capability", &msrcnn::set_cpu_capability, py::arg("name"),
         "Selects the CPU kernels' capability: 'default', 'avx2' or 'avx512' (if the CPU has it).");
 }

@@ -12,7 +12,9 @@ data, after 8 warm-up steps; the checkouts alternate for --rounds rounds.
 Why the weights must be held: two runs that train from the same seed part after the first step
 (float rounding), and the mask and MaskIoU heads' work depends on the weights (how many
 positive RoIs there are). At learning rate 0 both codes run the same workload: the first
-losses printed agree (to float tolerance) and so do the positives per step.
+losses printed agree (to float tolerance) and so do the positives per step. conv3x3's filters
+kept for unchanged weights are turned off (MSRCNN_CONV3X3_KEEP_FILTERS=0): training's weights
+change at every step.
 
 --make-state N trains N steps (lr 0.005) with the checkout this file is in and writes STATE.
 Config overrides go after --set (`--set data.root=out/shapes -- OLD NEW`). Prints one line per
@@ -123,7 +125,11 @@ def main(argv=None):
         for root in args.checkouts:
             command = [sys.executable, os.path.abspath(__file__), "--child", os.path.abspath(root)]
             command += ["--config", args.config, "--state", args.state, "--steps", str(args.steps), "--set", *args.set]
-            line = subprocess.run(command, check=True, capture_output=True, text=True).stdout.split("\n")[-2]
+            # At learning rate 0 the weights do not change, and conv3x3 would keep their
+            # transformed filters (as for inference): training cannot, so neither does this.
+            env = {**os.environ, "MSRCNN_CONV3X3_KEEP_FILTERS": "0"}
+            done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+            line = done.stdout.split("\n")[-2]
             ms, positives, moved, first = line.split(" ", 3)
             times[root].append(float(ms))
             print(

@@ -883,3 +883,54 @@ def test_built_model_runs_its_3x3_convs_through_the_op(exact_aten):
     assert all(m.exact_aten == exact_aten for m in model.modules() if isinstance(m, Conv3x3))
     assert all(m.weight.is_contiguous() for m in model.modules() if isinstance(m, Conv3x3))
     assert kinds["backbone.body.conv1"] is FrozenBatchNormConv2d
+
+
+# --- inference keeps the transformed filters ----------------------------------------------
+
+
+def _filter_stats():
+    import msrcnn_fast
+
+    s = msrcnn_fast.memory_stats()
+    return s["conv3x3_filters"], s["conv3x3_filter_hits"]
+
+
+def test_a_weight_seen_twice_is_kept_and_found_again_by_its_contents():
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 32, 20, 20, generator=g)
+    w = torch.randn(48, 32, 3, 3, generator=g) / 20
+    kept, hits = _filter_stats()
+    first = ops.conv3x3(x, w)
+    assert _filter_stats() == (kept, hits)  # seen once: not kept
+    ops.conv3x3(x, w)
+    assert _filter_stats() == (kept + 1, hits)  # seen twice: kept
+    again = ops.conv3x3(x, w.clone())  # the same contents elsewhere: found
+    assert _filter_stats() == (kept + 1, hits + 1)
+    assert torch.equal(again, first)
+    w.data[5, 3, 1, 1] += 1.0  # changed in place, behind autograd's version counter
+    changed = ops.conv3x3(x, w)
+    assert _filter_stats() == (kept + 1, hits + 1)
+    reference = F.conv2d(x.double(), w.double(), padding=1)
+    assert (changed.double() - reference).abs().max() < 1e-4
+    assert (first.double() - reference).abs().max() > 1e-2  # the old filters would be wrong
+
+
+def test_training_keeps_no_filters_and_empty_cache_drops_them():
+    import msrcnn_fast
+
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 16, 12, 12, generator=g)
+    w = torch.randn(16, 16, 3, 3, generator=g, requires_grad=True)
+    optimizer = torch.optim.SGD([w], lr=0.1)
+    before = _filter_stats()
+    for _ in range(3):  # the weights change at every step
+        optimizer.zero_grad()
+        ops.conv3x3(x, w).square().sum().backward()
+        optimizer.step()
+    assert _filter_stats() == before
+    with torch.no_grad():
+        ops.conv3x3(x, w)
+        ops.conv3x3(x, w)
+    assert _filter_stats()[0] == before[0] + 1
+    msrcnn_fast.empty_cache()
+    assert _filter_stats()[0] == 0 == msrcnn_fast.memory_stats()["conv3x3_filter_bytes"]

@@ -26,6 +26,7 @@
 #include "common/cpu_capability.h"
 #include "common/large_tensors.h"
 #include "ops/conv3x3/conv3x3_host.h"
+#include "ops/conv3x3/cpu/packed_filter_cache.h"
 #include "ops/conv3x3/cpu/winograd_conv3x3_cpu_kernel.h"
 #include "ops/conv3x3/winograd_conv3x3_math.h"
 
@@ -127,9 +128,13 @@ at::Tensor with_contiguous_channels(const at::Tensor& t) {
   return copy;
 }
 
-// The convolution with `weight`'s filters, rotated by 180° if `flip`.
+// The convolution with `weight`'s filters, rotated by 180° if `flip`; `keep_filters`: the
+// transformed filters from (and into) cached_packed_filter, for weights that do not change
+// from call to call (inference, frozen layers: the RoI heads' F(7x7) filters are 21 MB per
+// convolution, written at every call). The input gradient does not keep them: its weights
+// are training's.
 at::Tensor forward_float(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                         bool relu, bool flip) {
+                         bool relu, bool flip, bool keep_filters) {
   at::Tensor output = empty_output(input, weight, 1);
   if (output.numel() == 0) {
     return output;
@@ -143,7 +148,8 @@ at::Tensor forward_float(const at::Tensor& input, const at::Tensor& weight, cons
   if (bias.has_value()) {
     b = bias->contiguous();
   }
-  const at::Tensor packed = transform_filter(weight, flip, tile);
+  const auto transform = [&] { return transform_filter(weight, flip, tile); };
+  const at::Tensor packed = keep_filters ? cached_packed_filter(weight, flip, tile, transform) : transform();
   const int64_t tiles = input.size(0) * tiles_along(input.size(2), tile) * tiles_along(input.size(3), tile);
   const int64_t chunk = tiles_per_chunk(tiles, elements_of(tile), input.size(1), weight.size(0));
   MSRCNN_CPU_DISPATCH(::msrcnn::winograd_conv3x3, forward_kernel, x, packed, b, relu, tile, chunk, output);
@@ -157,16 +163,16 @@ bool runs_winograd(const at::Tensor& input, int64_t stride) {
 }
 
 at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                            bool relu, bool flip = false) {
+                            bool relu, bool flip, bool keep_filters) {
   if (input.scalar_type() == at::kFloat) {
-    return forward_float(input, weight, bias, relu, flip);
+    return forward_float(input, weight, bias, relu, flip, keep_filters);
   }
   std::optional<at::Tensor> bias_float;
   if (bias.has_value()) {
     bias_float = bias->to(at::kFloat);
   }
   const at::Tensor x = input.to(at::kFloat, /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::ChannelsLast);
-  return forward_float(x, weight.to(at::kFloat), bias_float, relu, flip)
+  return forward_float(x, weight.to(at::kFloat), bias_float, relu, flip, keep_filters)
       .to(input.scalar_type(), /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::ChannelsLast);
 }
 
@@ -230,7 +236,7 @@ at::Tensor conv3x3_cpu(const at::Tensor& input, const at::Tensor& weight, const 
   check_args(input, weight, bias, stride, op);
   check_device_type(input, c10::DeviceType::CPU, op, "input");
   if (runs_winograd(input, stride)) {
-    return winograd_forward(input, weight, bias, relu);
+    return winograd_forward(input, weight, bias, relu, /*flip=*/false, /*keep_filters=*/true);
   }
   return aten_forward(input, weight, bias, stride, relu);
 }
@@ -263,7 +269,8 @@ at::Tensor conv3x3_backward_input_cpu(const at::Tensor& grad, const at::Tensor& 
       "] for an input of ", height, "x", width, " at stride ", stride, ", got shape ", grad.sizes());
   if (runs_winograd(grad, stride)) {
     // The transposed filters [Cin, Cout, 3, 3] (a view), rotated by the filter transform.
-    return winograd_forward(grad, weight.transpose(0, 1), std::nullopt, /*relu=*/false, /*flip=*/true);
+    return winograd_forward(grad, weight.transpose(0, 1), std::nullopt, /*relu=*/false, /*flip=*/true,
+                            /*keep_filters=*/false);
   }
   return aten_backward_input(grad, weight, stride, height, width);
 }

@@ -2,11 +2,12 @@
 
 #include <ATen/ops/empty.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <string>
 #include <list>
 #include <mutex>
+#include <string>
 #include <vector>
 
 namespace msrcnn::conv3x3 {
@@ -16,12 +17,19 @@ constexpr int64_t kFingerprintValues = 256;
 // Weights seen once, remembered (without a copy) so that a second sighting keeps them.
 constexpr size_t kMaxSeen = 512;
 
-struct Entry {
+// What a kept weight must match before its bytes are compared.
+struct Key {
   std::vector<int64_t> sizes;
   at::ScalarType dtype;
   bool flip;
   int64_t tile;
   uint64_t fingerprint;
+
+  bool operator==(const Key&) const = default;
+};
+
+struct Entry {
+  Key key;
   at::Tensor weight;  // a copy of the weight's bytes
   at::Tensor packed;
 };
@@ -48,12 +56,11 @@ class PackedFilterCache {
     return *cache;
   }
 
-  at::Tensor find(const at::Tensor& weight, bool flip, int64_t tile, uint64_t fingerprint) {
+  // The packed filters kept for `weight` (of `key`), or an undefined tensor.
+  at::Tensor find(const Key& key, const at::Tensor& weight) {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-      if (it->fingerprint == fingerprint && it->flip == flip && it->tile == tile &&
-          it->dtype == weight.scalar_type() && it->sizes == weight.sizes().vec() &&
-          std::memcmp(it->weight.const_data_ptr(), weight.const_data_ptr(), weight.nbytes()) == 0) {
+      if (it->key == key && std::memcmp(it->weight.const_data_ptr(), weight.const_data_ptr(), weight.nbytes()) == 0) {
         entries_.splice(entries_.begin(), entries_, it);  // most recently used first
         ++hits_;
         return it->packed;
@@ -62,29 +69,26 @@ class PackedFilterCache {
     return at::Tensor();
   }
 
-  // Whether a weight of this fingerprint, shape, dtype, flip and tile was seen before (and
-  // not kept); remembers it if not.
-  bool seen_before(const at::Tensor& weight, bool flip, int64_t tile, uint64_t fingerprint) {
+  // Whether a weight of `key` was seen before (and not kept); remembers it if not.
+  bool seen_before(const Key& key) {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto it = seen_.begin(); it != seen_.end(); ++it) {
-      if (it->fingerprint == fingerprint && it->flip == flip && it->tile == tile &&
-          it->dtype == weight.scalar_type() && it->sizes == weight.sizes().vec()) {
+      if (*it == key) {
         seen_.erase(it);
         return true;
       }
     }
-    seen_.push_front({weight.sizes().vec(), weight.scalar_type(), flip, tile, fingerprint, at::Tensor(), at::Tensor()});
+    seen_.push_front(key);
     if (seen_.size() > kMaxSeen) {
       seen_.pop_back();
     }
     return false;
   }
 
-  void keep(const at::Tensor& weight, bool flip, int64_t tile, uint64_t fingerprint, const at::Tensor& packed) {
-    Entry entry{weight.sizes().vec(), weight.scalar_type(), flip, tile, fingerprint,
-                at::empty(weight.sizes(), weight.options()), packed};
+  void keep(const Key& key, const at::Tensor& weight, const at::Tensor& packed) {
+    Entry entry{key, at::empty(weight.sizes(), weight.options()), packed};
     std::memcpy(entry.weight.mutable_data_ptr(), weight.const_data_ptr(), weight.nbytes());
-    std::list<Entry> dropped;
+    std::list<Entry> dropped;  // freed after the lock is released
     std::lock_guard<std::mutex> lock(mutex_);
     bytes_ += static_cast<int64_t>(packed.nbytes());
     entries_.push_front(std::move(entry));
@@ -110,7 +114,7 @@ class PackedFilterCache {
  private:
   std::mutex mutex_;
   std::list<Entry> entries_;  // kept, most recently used first
-  std::list<Entry> seen_;     // seen once: no weight copy, no packed filters
+  std::list<Key> seen_;       // seen once, not kept
   int64_t bytes_ = 0;
   int64_t hits_ = 0;
 };
@@ -131,12 +135,12 @@ at::Tensor cached_packed_filter(const at::Tensor& weight, bool flip, int64_t til
     return transform();
   }
   PackedFilterCache& cache = PackedFilterCache::get();
-  const uint64_t fingerprint = fingerprint_of(weight);
-  at::Tensor packed = cache.find(weight, flip, tile, fingerprint);
+  const Key key{weight.sizes().vec(), weight.scalar_type(), flip, tile, fingerprint_of(weight)};
+  at::Tensor packed = cache.find(key, weight);
   if (!packed.defined()) {
     packed = transform();
-    if (cache.seen_before(weight, flip, tile, fingerprint)) {
-      cache.keep(weight, flip, tile, fingerprint, packed);
+    if (cache.seen_before(key)) {
+      cache.keep(key, weight, packed);
     }
   }
   return packed;

@@ -25,6 +25,7 @@
 // direct sum's (see tests/ops/test_winograd_conv3x3.py).
 
 #include "common/macros.h"
+#include "common/uninitialized_array.h"
 
 namespace msrcnn::winograd_conv3x3 {
 
@@ -132,12 +133,12 @@ HOST_DEVICE_INLINE void filter_gradient_transform(const T* du, T* dg) {
 // out (Out x Out) = M in M^T for in (In x In), M given by its 1-D transform.
 template <int In, int Out, typename T, typename F>
 HOST_DEVICE_INLINE void apply_2d(const T* in, T* out, F transform_1d) {
-  T t[Out * In];
+  UninitializedArray<T, Out * In> t;
   for (int c = 0; c < In; ++c) {  // columns: t = M in
-    transform_1d(in + c, In, t + c, In);
+    transform_1d(in + c, In, t.data() + c, In);
   }
   for (int r = 0; r < Out; ++r) {  // rows: out = t M^T
-    transform_1d(t + r * In, 1, out + r * Out, 1);
+    transform_1d(t.data() + r * In, 1, out + r * Out, 1);
   }
 }
 

@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <limits>
 
+#include "common/uninitialized_array.h"
 #include "ops/conv3x3/winograd_conv3x3_math.h"
 
 namespace msrcnn::winograd_conv3x3::CPU_CAPABILITY {
@@ -180,14 +181,14 @@ void transform_inputs(const Geometry& g, const float* input, const float* zeros,
       }
     }
     float* dst = v + t * g.in_ld;
-    Vec d[W::kElements];
-    Vec out[W::kElements];
+    UninitializedArray<Vec, W::kElements> d;
+    UninitializedArray<Vec, W::kElements> out;
     for (int64_t c = 0; c < channels; c += kV) {
       const int64_t lanes = std::min<int64_t>(kV, channels - c);
       for (int e = 0; e < W::kElements; ++e) {
         d[e] = Vec::loadu(src[e] + c, lanes);
       }
-      W::input(d, out);
+      W::input(d.data(), out.data());
       // Whole vectors: the row is padded to in_ld, and the GEMM reads only the first Cin.
       for (int e = 0; e < W::kElements; ++e) {
         out[e].store(dst + e * plane + c);
@@ -247,14 +248,14 @@ void transform_outputs(const Geometry& g, const float* m, const float* bias, boo
       }
     }
     const float* src = m + t * g.out_ld;
-    Vec in[W::kElements];
-    Vec y[W::kOut * W::kOut];
+    UninitializedArray<Vec, W::kElements> in;
+    UninitializedArray<Vec, W::kOut * W::kOut> y;
     for (int64_t c = 0; c < channels; c += kV) {
       const int64_t lanes = std::min<int64_t>(kV, channels - c);
       for (int e = 0; e < W::kElements; ++e) {
         in[e] = Vec::loadu(src + e * plane + c);
       }
-      W::output(in, y);
+      W::output(in.data(), y.data());
       const Vec b = bias != nullptr ? Vec::loadu(bias + c, lanes) : zero;
       for (int q = 0; q < W::kOut * W::kOut; ++q) {
         Vec value = y[q] + b;
@@ -285,14 +286,14 @@ void transform_output_gradients(const Geometry& g, const float* grad, const floa
       }
     }
     float* dst = w + t * ld;
-    Vec dy[W::kOut * W::kOut];
-    Vec out[W::kElements];
+    UninitializedArray<Vec, W::kOut * W::kOut> dy;
+    UninitializedArray<Vec, W::kElements> out;
     for (int64_t c = 0; c < channels; c += kV) {
       const int64_t lanes = std::min<int64_t>(kV, channels - c);
       for (int q = 0; q < W::kOut * W::kOut; ++q) {
         dy[q] = Vec::loadu(src[q] + c, lanes);
       }
-      W::output_gradient(dy, out);
+      W::output_gradient(dy.data(), out.data());
       for (int e = 0; e < W::kElements; ++e) {  // whole vectors: rows are padded to ld
         out[e].store(dst + e * plane + c);
       }
@@ -359,8 +360,8 @@ void transform_filter(const at::Tensor& weight, bool flip, at::Tensor& packed) {
   // forced, where the filter transform dominates: 4.7 -> 3.4 ms per call).
   at::parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
     alignas(64) float taps[9 * kV];
-    Vec g[9];
-    Vec out[W::kElements];
+    UninitializedArray<Vec, 9> g;
+    UninitializedArray<Vec, W::kElements> out;
     // The filters of output channels [co, co + kV) and input channel ci into their rows of the
     // packed planes.
     auto transform_block = [&](int64_t co, int64_t ci) {
@@ -401,7 +402,7 @@ void transform_filter(const at::Tensor& weight, bool flip, at::Tensor& packed) {
           }
         }
       }
-      W::filter(g, out);
+      W::filter(g.data(), out.data());
       for (int xi = 0; xi < W::kElements; ++xi) {
         out[xi].store(dst + xi * panels * in_channels * kPanel + ci * kPanel, lanes);
       }
@@ -476,8 +477,8 @@ void filter_gradient(const at::Tensor& grad_u, at::Tensor& grad_weight) {
   const float* du = grad_u.const_data_ptr<float>();
   float* dw = grad_weight.mutable_data_ptr<float>();
   at::parallel_for(0, out_channels, 1, [&](int64_t begin, int64_t end) {
-    Vec in[W::kElements];
-    Vec out[9];
+    UninitializedArray<Vec, W::kElements> in;
+    UninitializedArray<Vec, 9> out;
     alignas(64) float taps[9 * kV];
     for (int64_t co = begin; co < end; ++co) {
       for (int64_t ci = 0; ci < in_channels; ci += kV) {
@@ -486,7 +487,7 @@ void filter_gradient(const at::Tensor& grad_u, at::Tensor& grad_weight) {
         for (int e = 0; e < W::kElements; ++e) {
           in[e] = Vec::loadu(src + e * plane, lanes);
         }
-        W::filter_gradient(in, out);
+        W::filter_gradient(in.data(), out.data());
         for (int k = 0; k < 9; ++k) {
           out[k].store(taps + k * kV);
         }

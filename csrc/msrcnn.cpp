@@ -4,6 +4,7 @@
 #include <torch/extension.h>
 
 #include <string>
+#include <thread>
 
 #include "common/cpu_capability.h"
 #include "common/large_tensors.h"
@@ -79,6 +80,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         msrcnn::empty_cache();
       },
       "Drops conv3x3's kept filters and unmaps the large CPU blocks kept for reuse.");
+  m.def(
+      "_hold_cache_locks_for_testing",
+      [](double seconds) {
+        std::thread filters(msrcnn::conv3x3::hold_packed_filter_cache_for_testing, seconds);
+        msrcnn::hold_large_block_cache_for_testing(seconds);
+        filters.join();
+      },
+      py::arg("seconds"), py::call_guard<py::gil_scoped_release>(),
+      "Holds the large-block and kept-filter caches' locks for `seconds`, without the GIL (tests of fork()).");
   m.def("set_cpu_capability", &msrcnn::set_cpu_capability, py::arg("name"),
         "Selects the CPU kernels' capability: 'default', 'avx2' or 'avx512' (if the CPU has it).");
 }

@@ -1,14 +1,18 @@
 #include "common/large_tensors.h"
 
+#include "common/fork_safe.h"
+
 #include <ATen/EmptyTensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
 
+#include <chrono>
 #include <cstring>
 #include <list>
 #include <mutex>
+#include <thread>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -34,8 +38,16 @@ class BlockCache {
  public:
   static BlockCache& get() {
     // Never destroyed: tensors freed while the process exits still return their blocks.
-    static BlockCache* cache = new BlockCache();
+    static BlockCache* cache = [] {
+      auto* created = new BlockCache();
+      hold_across_fork<&BlockCache::mutex>();
+      return created;
+    }();
     return *cache;
+  }
+
+  static std::mutex& mutex() {
+    return get().mutex_;
   }
 
   // A block of at least `bytes` (a multiple of kBlockAlign): a cached one of at most 1.5x
@@ -203,6 +215,11 @@ LargeBlockCacheStats large_block_cache_stats() {
 
 void empty_cache() {
   BlockCache::get().empty();
+}
+
+void hold_large_block_cache_for_testing(double seconds) {
+  std::lock_guard<std::mutex> lock(BlockCache::mutex());
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
 }
 
 }  // namespace msrcnn

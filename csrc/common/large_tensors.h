@@ -42,4 +42,8 @@ LargeBlockCacheStats large_block_cache_stats();
 // Unmaps every cached block (blocks held by live tensors are unmapped when those are freed).
 void empty_cache();
 
+// Holds the cache's lock for `seconds` (tests: a fork() meanwhile must not copy it held; the
+// cache's lock is taken before fork() and released after, csrc/common/fork_safe.h).
+void hold_large_block_cache_for_testing(double seconds);
+
 }  // namespace msrcnn

@@ -11,8 +11,11 @@ msrcnn_fast.memory_stats() and the outputs' addresses, and outputs written into 
 """
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 import torch
@@ -184,3 +187,39 @@ def test_the_cache_is_bounded_and_empty_cache_gives_it_back():
     assert stats["in_use_bytes"] <= held["in_use_bytes"] - 14 * 50 << 20
     msrcnn_fast.empty_cache()
     assert msrcnn_fast.memory_stats()["cached_bytes"] == 0 == msrcnn_fast.memory_stats()["cached_blocks"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
+def test_a_child_forked_while_another_thread_held_the_caches_can_use_them():
+    # fork() copies only the forking thread: had the caches' locks been copied while another
+    # thread held them (here for a second), the child's first large output or kept filter
+    # would wait forever (csrc/common/fork_safe.h takes them across fork()).
+    x, boxes = _roi_inputs(channels_last=False)
+    g = torch.Generator().manual_seed(3)
+    inp = torch.randn(1, 16, 8, 8, generator=g).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(16, 16, 3, 3, generator=g)
+    ops.conv3x3(inp, weight)  # both caches exist before the fork
+    holder = threading.Thread(target=msrcnn_fast._C._hold_cache_locks_for_testing, args=(1.0,))
+    holder.start()
+    time.sleep(0.3)  # the locks are held now
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if both caches answer
+        try:
+            torch.set_num_threads(1)
+            ok = ops.roi_align(x, boxes, 7, 0.25, 2).numel() * 4 >= 4 << 20
+            ops.conv3x3(inp, weight)
+            ops.conv3x3(inp, weight)  # seen twice: kept, then looked up
+            os._exit(0 if ok and msrcnn_fast.memory_stats()["conv3x3_filters"] >= 1 else 1)
+        except BaseException:
+            os._exit(1)
+    holder.join()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung on a cache lock copied while held")

@@ -1,13 +1,17 @@
 #include "ops/conv3x3/cpu/packed_filter_cache.h"
 
+#include "common/fork_safe.h"
+
 #include <ATen/ops/empty.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <list>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace msrcnn::conv3x3 {
@@ -52,8 +56,16 @@ uint64_t fingerprint_of(const at::Tensor& weight) {
 class PackedFilterCache {
  public:
   static PackedFilterCache& get() {
-    static PackedFilterCache* cache = new PackedFilterCache();  // never destroyed (exit order)
+    static PackedFilterCache* cache = [] {  // never destroyed (exit order)
+      auto* created = new PackedFilterCache();
+      hold_across_fork<&PackedFilterCache::mutex>();
+      return created;
+    }();
     return *cache;
+  }
+
+  static std::mutex& mutex() {
+    return get().mutex_;
   }
 
   // The packed filters kept for `weight` (of `key`), or an undefined tensor.
@@ -152,6 +164,11 @@ PackedFilterCacheStats packed_filter_cache_stats() {
 
 void clear_packed_filter_cache() {
   PackedFilterCache::get().clear();
+}
+
+void hold_packed_filter_cache_for_testing(double seconds) {
+  std::lock_guard<std::mutex> lock(PackedFilterCache::mutex());
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
 }
 
 }  // namespace msrcnn::conv3x3

@@ -36,4 +36,7 @@ struct PackedFilterCacheStats {
 
 PackedFilterCacheStats packed_filter_cache_stats();
 
+// Holds the cache's lock for `seconds` (tests: a fork() meanwhile must not copy it held).
+void hold_packed_filter_cache_for_testing(double seconds);
+
 }  // namespace msrcnn::conv3x3

@@ -166,6 +166,27 @@ def test_group_norm_relu_and_mask_pool_concat_in_reused_blocks_are_whole():
     _poison_then_repeat(pool_concat("multiply"))
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_roi_align_map_gradients_in_reused_blocks_are_whole(channels_last):
+    # The backward accumulates into map-sized buffers taken from the cache (3.5 MB maps: 4
+    # levels' worth in one here, 4 x 64 x 100 x 136 floats); blocks freed full of NaN must be
+    # zeroed before the RoIs' gradients are added.
+    x, boxes = _roi_inputs(channels_last)
+    x = torch.cat([x] * 4)
+    boxes = [torch.cat([b, b], dim=0)[:600] for b in boxes * 4]
+    grad = torch.randn(2400, 64, 7, 7, generator=torch.Generator().manual_seed(4))
+
+    def run():
+        leaf = x.clone().requires_grad_()
+        ops.roi_align(leaf, boxes, 7, 0.25, 2).backward(grad)
+        return [leaf.grad]
+
+    leaf = x.clone().requires_grad_()
+    torchvision.ops.roi_align(leaf, boxes, 7, 0.25, 2).backward(grad)
+    torch.testing.assert_close(run()[0], leaf.grad, rtol=1e-4, atol=1e-4)
+    _poison_then_repeat(run)
+
+
 def test_pasted_masks_in_reused_blocks_are_whole():
     g = torch.Generator().manual_seed(3)
     masks = torch.rand(20, 1, 28, 28, generator=g)

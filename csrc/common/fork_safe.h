@@ -8,7 +8,9 @@
 // pthread_atfork handlers that take the mutex before fork() (waiting for any holder to finish)
 // and release it after, in the parent and in the child, as glibc does for malloc's own locks.
 
+#include <chrono>
 #include <mutex>
+#include <thread>
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
@@ -22,6 +24,14 @@ void hold_across_fork() {
 #if defined(__unix__) || defined(__APPLE__)
   pthread_atfork([] { Mutex().lock(); }, [] { Mutex().unlock(); }, [] { Mutex().unlock(); });
 #endif
+}
+
+// Holds the mutex for `seconds`: tests fork() meanwhile and check the child is not left with it
+// held.
+template <std::mutex& (*Mutex)()>
+void hold_for_testing(double seconds) {
+  std::lock_guard<std::mutex> lock(Mutex());
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
 }
 
 }  // namespace msrcnn

@@ -8,11 +8,9 @@
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
 
-#include <chrono>
 #include <cstring>
 #include <list>
 #include <mutex>
-#include <thread>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -218,8 +216,7 @@ void empty_cache() {
 }
 
 void hold_large_block_cache_for_testing(double seconds) {
-  std::lock_guard<std::mutex> lock(BlockCache::mutex());
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  hold_for_testing<&BlockCache::mutex>(seconds);
 }
 
 }  // namespace msrcnn

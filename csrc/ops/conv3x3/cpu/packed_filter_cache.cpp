@@ -5,13 +5,11 @@
 #include <ATen/ops/empty.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <list>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace msrcnn::conv3x3 {
@@ -167,8 +165,7 @@ void clear_packed_filter_cache() {
 }
 
 void hold_packed_filter_cache_for_testing(double seconds) {
-  std::lock_guard<std::mutex> lock(PackedFilterCache::mutex());
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  hold_for_testing<&PackedFilterCache::mutex>(seconds);
 }
 
 }  // namespace msrcnn::conv3x3

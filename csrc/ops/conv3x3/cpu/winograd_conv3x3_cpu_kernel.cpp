@@ -197,9 +197,11 @@ void transform_inputs(const Geometry& g, const float* input, const float* zeros,
   }
 }
 
-// M[xi] = V[xi] U[xi] for one chunk of `count` tiles.
+// M[xi] = V[xi] U[xi] for one chunk of `count` tiles, output channels of the panels
+// [panel_begin, panel_end) (panel_begin a multiple of kPanelsPerTile).
 template <class W>
-void multiply(const Geometry& g, const float* v, const float* packed, int64_t count, float* m) {
+void multiply(const Geometry& g, const float* v, const float* packed, int64_t count, float* m, int64_t panel_begin,
+              int64_t panel_end) {
   const int64_t depth = g.in_channels;
   for (int xi = 0; xi < W::kElements; ++xi) {
     const float* a = v + xi * plane_stride(count, g.in_ld);
@@ -207,7 +209,7 @@ void multiply(const Geometry& g, const float* v, const float* packed, int64_t co
     float* c = m + xi * plane_stride(count, g.out_ld);
     for (int64_t k0 = 0; k0 < depth; k0 += kKBlock) {
       const int64_t kc = std::min(kKBlock, depth - k0);
-      for (int64_t p = 0; p < g.panels; p += kPanelsPerTile) {
+      for (int64_t p = panel_begin; p < panel_end; p += kPanelsPerTile) {
         const float* b = u + (p * depth + k0) * kPanel;
         // The micro-tile's second vector: the panel's other half, or the next panel's first
         // (AVX512), where there is one.
@@ -228,12 +230,11 @@ void multiply(const Geometry& g, const float* v, const float* packed, int64_t co
   }
 }
 
-// output = relu?(A^T m A + bias) for the tiles [first, first + count). Outputs of border tiles
-// that fall outside the map (odd H or W) go to `sink`.
+// output = relu?(A^T m A + bias) for the tiles [first, first + count) (M's planes `plane`
+// floats apart). Outputs of border tiles that fall outside the map go to `sink`.
 template <class W>
-void transform_outputs(const Geometry& g, const float* m, const float* bias, bool relu, float* sink, int64_t first,
-                       int64_t count, float* output) {
-  const int64_t plane = plane_stride(count, g.out_ld);
+void transform_outputs(const Geometry& g, const float* m, int64_t plane, const float* bias, bool relu, float* sink,
+                       int64_t first, int64_t count, float* output) {
   const int64_t channels = g.out_channels;
   const Vec zero(0.0f);
   for (int64_t t = 0; t < count; ++t) {
@@ -418,6 +419,31 @@ void transform_filter(const at::Tensor& weight, bool flip, at::Tensor& packed) {
   });
 }
 
+// All the tiles in one chunk, shared by the threads: each transforms a share of the tiles, then
+// multiplies all of them with a share of the panels of U, then transforms a share of the tiles'
+// outputs. U is read once in all, not once per thread.
+template <class W>
+void forward_by_panels(const Geometry& g, const float* in, const float* u, const float* b, bool relu, int64_t tiles,
+                       float* out) {
+  const int64_t v_plane = plane_stride(tiles, g.in_ld);
+  const int64_t m_plane = plane_stride(tiles, g.out_ld);
+  Scratch v(W::kElements * v_plane);
+  Scratch m(W::kElements * m_plane);
+  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+    Scratch zeros(g.in_ld);
+    std::fill(zeros.data, zeros.data + g.in_ld, 0.0f);
+    transform_inputs<W>(g, in, zeros.data, begin, end - begin, v_plane, v.data + begin * g.in_ld);
+  });
+  const int64_t groups = (g.panels + kPanelsPerTile - 1) / kPanelsPerTile;
+  at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
+    multiply<W>(g, v.data, u, tiles, m.data, begin * kPanelsPerTile, std::min(g.panels, end * kPanelsPerTile));
+  });
+  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+    Scratch sink(g.out_ld);
+    transform_outputs<W>(g, m.data + begin * g.out_ld, m_plane, b, relu, sink.data, begin, end - begin, out);
+  });
+}
+
 template <class W>
 void forward(const at::Tensor& input, const at::Tensor& packed, const std::optional<at::Tensor>& bias, bool relu,
              int64_t tiles_per_chunk, at::Tensor& output) {
@@ -428,6 +454,9 @@ void forward(const at::Tensor& input, const at::Tensor& packed, const std::optio
   const float* u = packed.const_data_ptr<float>();
   const float* b = bias.has_value() ? bias->const_data_ptr<float>() : nullptr;
   float* out = output.mutable_data_ptr<float>();
+  if (tiles_per_chunk == 0) {
+    return forward_by_panels<W>(g, in, u, b, relu, tiles, out);
+  }
 
   // Each thread takes an equal share of the tiles, in chunks of at most tiles_per_chunk. (Whole
   // chunks per thread left the threads unequal: 400 tiles in chunks of 54 split 216 / 184.)
@@ -440,8 +469,8 @@ void forward(const at::Tensor& input, const at::Tensor& packed, const std::optio
     for (int64_t first = begin; first < end; first += tiles_per_chunk) {
       const int64_t count = std::min(tiles_per_chunk, end - first);
       transform_inputs<W>(g, in, zeros.data, first, count, plane_stride(count, g.in_ld), v.data);
-      multiply<W>(g, v.data, u, count, m.data);
-      transform_outputs<W>(g, m.data, b, relu, sink.data, first, count, out);
+      multiply<W>(g, v.data, u, count, m.data, 0, g.panels);
+      transform_outputs<W>(g, m.data, plane_stride(count, g.out_ld), b, relu, sink.data, first, count, out);
     }
   });
 }

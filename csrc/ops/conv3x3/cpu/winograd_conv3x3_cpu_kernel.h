@@ -36,7 +36,9 @@ inline int64_t panels_of(int64_t out_channels) {
 // strides of N, H, W); packed from transform_filter_kernel (same tile); bias [Cout] contiguous
 // or none; output [N, Cout, H, W] float, channel stride 1, every element written. The tiles are
 // processed in chunks of `tiles_per_chunk` (parallel over chunks): each chunk's transformed
-// inputs, E GEMMs and output transform run on one thread's scratch buffers.
+// inputs, E GEMMs and output transform run on one thread's scratch buffers. tiles_per_chunk 0:
+// all the tiles in one chunk, whose transforms the threads split by tiles and whose GEMMs by
+// panels of output channels (U read once in all: few tiles, large U).
 //
 // The weight gradient's two transforms (its E products are ATen's batched GEMM, between them):
 // transform_tiles_kernel: input [N, Cin, H, W] and grad [N, Cout, H, W] float with channel

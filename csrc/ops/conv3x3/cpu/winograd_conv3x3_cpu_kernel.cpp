@@ -1,10 +1,11 @@
 // winograd_conv3x3 CPU kernels over winograd_conv3x3_math.h. Compiled once per CPU capability:
 // CPU_CAPABILITY is DEFAULT, AVX2 or AVX512 (see setup.py), and at::vec::Vectorized follows it.
 //
-// The tiles (2x2 outputs each) of all images are numbered in one sequence and cut into
-// chunks. Per chunk, on one thread:
-//   1. input transform: V[xi][t][ci] = (B^T d_t B)[xi], vectorised over channels (NHWC reads);
-//   2. 16 GEMMs M[xi] = V[xi] U[xi] ([tiles, Cin] x [Cin, Cout]) by a register-blocked
+// The tiles (2x2 outputs each for F(2x2, 3x3); E = 16 elements) of all images are numbered in
+// one sequence and cut into chunks. Per chunk, on one thread:
+//   1. input transform: V[xi][t][ci] = (B^T d_t B)[xi], vectorised over channels (NHWC reads;
+//      F(7x7)'s V and M are laid out tile by tile instead, see chunk_strides);
+//   2. E GEMMs M[xi] = V[xi] U[xi] ([tiles, Cin] x [Cin, Cout]) by a register-blocked
 //      micro-kernel (6 tiles x 16 output channels with 8-float vectors, 12 tiles x 32 with
 //      AVX-512's 16), over panels of 16 output channels of the pre-packed U (a micro-tile's
 //      K block of U, 16 KiB, stays in L1 while the chunk's rows stream from L2);
@@ -47,7 +48,8 @@ constexpr int kPanelsPerTile = 2 / kPanelVectors;
 constexpr int kRows = kPanelVectors == 2 ? 6 : 12;
 // The 16 planes of a chunk's V and M are this many floats (a cache line) further apart than
 // their size: planes a multiple of 4 KiB apart would map the 16 streams the transforms read
-// and write onto the same L1 sets (and 4K-alias), which measured ~15% slower.
+// and write onto the same L1 sets (and 4K-alias), which measured ~15% slower. (Likewise the
+// tiles of a chunk laid out tile by tile, the GEMM's rows.)
 constexpr int64_t kPlanePad = 16;
 // Input channels per K block: a micro-tile's block of U (kKBlock x 16 floats per panel, 16 KiB
 // for 256) stays in L1 while the chunk's rows stream from L2.
@@ -164,10 +166,36 @@ int64_t plane_stride(int64_t count, int64_t ld) {
   return count * ld + kPlanePad;
 }
 
-// V[xi][t][:] (planes `plane` floats apart, rows in_ld) for the tiles [first, first + count).
+// Where element xi of tile t is in a chunk's V or M: plane * xi + row * t floats from its start.
+struct Strides {
+  int64_t plane, row;
+};
+
+// A chunk's layout: plane by plane (each plane the GEMM operand of one element), or tile by
+// tile (a tile's elements one after the other) for F(7x7), whose transforms read or write a
+// tile's 81 elements: as 81 streams, one per plane, the 100 x 256 x 14 x 14 conv took 28.5 ms,
+// tile by tile 24.5 (median of 12 alternating runs; 257 input channels 27.5 -> 23.8; 64
+// channels and F(4x4) on large maps within 5 %, F(4x4) the worse for it; AVX-512 Xeon).
+template <class W>
+Strides chunk_strides(int64_t count, int64_t ld) {
+  if constexpr (W::kElements > 36) {
+    return {ld, W::kElements * ld + kPlanePad};
+  } else {
+    return {plane_stride(count, ld), ld};
+  }
+}
+
+// Floats of a chunk of `count` tiles with rows of `ld` floats.
+template <class W>
+int64_t chunk_floats(int64_t count, int64_t ld) {
+  return W::kElements * count * ld + (W::kElements + count) * kPlanePad;
+}
+
+// V[xi][t][:] (at vs.plane * xi + vs.row * t) for the tiles [first, first + count).
 template <class W>
 void transform_inputs(const Geometry& g, const float* input, const float* zeros, int64_t first, int64_t count,
-                      int64_t plane, float* v) {
+                      Strides vs, float* v) {
+  const int64_t plane = vs.plane;
   const int64_t channels = g.in_channels;
   for (int64_t t = 0; t < count; ++t) {
     const auto [n, ty, tx] = tile_position(g, first + t);
@@ -180,7 +208,7 @@ void transform_inputs(const Geometry& g, const float* input, const float* zeros,
         src[i * W::kIn + j] = inside ? input + n * g.in_sn + y * g.in_sh + x * g.in_sw : zeros;
       }
     }
-    float* dst = v + t * g.in_ld;
+    float* dst = v + t * vs.row;
     UninitializedArray<Vec, W::kElements> d;
     UninitializedArray<Vec, W::kElements> out;
     for (int64_t c = 0; c < channels; c += kV) {
@@ -200,13 +228,13 @@ void transform_inputs(const Geometry& g, const float* input, const float* zeros,
 // M[xi] = V[xi] U[xi] for one chunk of `count` tiles, output channels of the panels
 // [panel_begin, panel_end) (panel_begin a multiple of kPanelsPerTile).
 template <class W>
-void multiply(const Geometry& g, const float* v, const float* packed, int64_t count, float* m, int64_t panel_begin,
-              int64_t panel_end) {
+void multiply(const Geometry& g, const float* v, Strides vs, const float* packed, int64_t count, float* m, Strides ms,
+              int64_t panel_begin, int64_t panel_end) {
   const int64_t depth = g.in_channels;
   for (int xi = 0; xi < W::kElements; ++xi) {
-    const float* a = v + xi * plane_stride(count, g.in_ld);
+    const float* a = v + xi * vs.plane;
     const float* u = packed + xi * g.panels * depth * kPanel;
-    float* c = m + xi * plane_stride(count, g.out_ld);
+    float* c = m + xi * ms.plane;
     for (int64_t k0 = 0; k0 < depth; k0 += kKBlock) {
       const int64_t kc = std::min(kKBlock, depth - k0);
       for (int64_t p = panel_begin; p < panel_end; p += kPanelsPerTile) {
@@ -217,12 +245,12 @@ void multiply(const Geometry& g, const float* v, const float* packed, int64_t co
         const int64_t second = kPanelVectors == 2 ? kV : depth * kPanel;
         for (int64_t r0 = 0; r0 < count; r0 += kRows) {
           const int rows = static_cast<int>(std::min<int64_t>(kRows, count - r0));
-          const float* ar = a + r0 * g.in_ld + k0;
-          float* cr = c + r0 * g.out_ld + p * kPanel;
+          const float* ar = a + r0 * vs.row + k0;
+          float* cr = c + r0 * ms.row + p * kPanel;
           if (two) {
-            micro_kernel_rows<2>(rows, kc, ar, g.in_ld, b, second, cr, g.out_ld, k0 > 0);
+            micro_kernel_rows<2>(rows, kc, ar, vs.row, b, second, cr, ms.row, k0 > 0);
           } else {
-            micro_kernel_rows<1>(rows, kc, ar, g.in_ld, b, second, cr, g.out_ld, k0 > 0);
+            micro_kernel_rows<1>(rows, kc, ar, vs.row, b, second, cr, ms.row, k0 > 0);
           }
         }
       }
@@ -230,11 +258,12 @@ void multiply(const Geometry& g, const float* v, const float* packed, int64_t co
   }
 }
 
-// output = relu?(A^T m A + bias) for the tiles [first, first + count) (M's planes `plane`
-// floats apart). Outputs of border tiles that fall outside the map go to `sink`.
+// output = relu?(A^T m A + bias) for the tiles [first, first + count) (M[xi][t] at ms.plane * xi
+// + ms.row * t). Outputs of border tiles that fall outside the map go to `sink`.
 template <class W>
-void transform_outputs(const Geometry& g, const float* m, int64_t plane, const float* bias, bool relu, float* sink,
+void transform_outputs(const Geometry& g, const float* m, Strides ms, const float* bias, bool relu, float* sink,
                        int64_t first, int64_t count, float* output) {
+  const int64_t plane = ms.plane;
   const int64_t channels = g.out_channels;
   const Vec zero(0.0f);
   for (int64_t t = 0; t < count; ++t) {
@@ -248,7 +277,7 @@ void transform_outputs(const Geometry& g, const float* m, int64_t plane, const f
                                                               : sink;
       }
     }
-    const float* src = m + t * g.out_ld;
+    const float* src = m + t * ms.row;
     UninitializedArray<Vec, W::kElements> in;
     UninitializedArray<Vec, W::kOut * W::kOut> y;
     for (int64_t c = 0; c < channels; c += kV) {
@@ -425,22 +454,22 @@ void transform_filter(const at::Tensor& weight, bool flip, at::Tensor& packed) {
 template <class W>
 void forward_by_panels(const Geometry& g, const float* in, const float* u, const float* b, bool relu, int64_t tiles,
                        float* out) {
-  const int64_t v_plane = plane_stride(tiles, g.in_ld);
-  const int64_t m_plane = plane_stride(tiles, g.out_ld);
-  Scratch v(W::kElements * v_plane);
-  Scratch m(W::kElements * m_plane);
+  const Strides vs = chunk_strides<W>(tiles, g.in_ld);
+  const Strides ms = chunk_strides<W>(tiles, g.out_ld);
+  Scratch v(chunk_floats<W>(tiles, g.in_ld));
+  Scratch m(chunk_floats<W>(tiles, g.out_ld));
   at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
     Scratch zeros(g.in_ld);
     std::fill(zeros.data, zeros.data + g.in_ld, 0.0f);
-    transform_inputs<W>(g, in, zeros.data, begin, end - begin, v_plane, v.data + begin * g.in_ld);
+    transform_inputs<W>(g, in, zeros.data, begin, end - begin, vs, v.data + begin * vs.row);
   });
   const int64_t groups = (g.panels + kPanelsPerTile - 1) / kPanelsPerTile;
   at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
-    multiply<W>(g, v.data, u, tiles, m.data, begin * kPanelsPerTile, std::min(g.panels, end * kPanelsPerTile));
+    multiply<W>(g, v.data, vs, u, tiles, m.data, ms, begin * kPanelsPerTile, std::min(g.panels, end * kPanelsPerTile));
   });
   at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
     Scratch sink(g.out_ld);
-    transform_outputs<W>(g, m.data + begin * g.out_ld, m_plane, b, relu, sink.data, begin, end - begin, out);
+    transform_outputs<W>(g, m.data + begin * ms.row, ms, b, relu, sink.data, begin, end - begin, out);
   });
 }
 
@@ -461,16 +490,18 @@ void forward(const at::Tensor& input, const at::Tensor& packed, const std::optio
   // Each thread takes an equal share of the tiles, in chunks of at most tiles_per_chunk. (Whole
   // chunks per thread left the threads unequal: 400 tiles in chunks of 54 split 216 / 184.)
   at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
-    Scratch v(W::kElements * plane_stride(tiles_per_chunk, g.in_ld));
-    Scratch m(W::kElements * plane_stride(tiles_per_chunk, g.out_ld));
+    Scratch v(chunk_floats<W>(tiles_per_chunk, g.in_ld));
+    Scratch m(chunk_floats<W>(tiles_per_chunk, g.out_ld));
     Scratch zeros(g.in_ld);
     Scratch sink(g.out_ld);
     std::fill(zeros.data, zeros.data + g.in_ld, 0.0f);
     for (int64_t first = begin; first < end; first += tiles_per_chunk) {
       const int64_t count = std::min(tiles_per_chunk, end - first);
-      transform_inputs<W>(g, in, zeros.data, first, count, plane_stride(count, g.in_ld), v.data);
-      multiply<W>(g, v.data, u, count, m.data, 0, g.panels);
-      transform_outputs<W>(g, m.data, plane_stride(count, g.out_ld), b, relu, sink.data, first, count, out);
+      const Strides vs = chunk_strides<W>(count, g.in_ld);
+      const Strides ms = chunk_strides<W>(count, g.out_ld);
+      transform_inputs<W>(g, in, zeros.data, first, count, vs, v.data);
+      multiply<W>(g, v.data, vs, u, count, m.data, ms, 0, g.panels);
+      transform_outputs<W>(g, m.data, ms, b, relu, sink.data, first, count, out);
     }
   });
 }
@@ -491,9 +522,7 @@ void transform_tiles(const at::Tensor& input, const at::Tensor& grad, int64_t fi
   at::parallel_for(0, count, grain, [&](int64_t begin, int64_t end) {
     Scratch zeros(std::max(g.in_ld, w_ld));
     std::fill(zeros.data, zeros.data + std::max(g.in_ld, w_ld), 0.0f);
-    Geometry rows = g;
-    rows.in_ld = v_ld;
-    transform_inputs<W>(rows, in, zeros.data, first + begin, end - begin, v_plane, v_data + begin * v_ld);
+    transform_inputs<W>(g, in, zeros.data, first + begin, end - begin, Strides{v_plane, v_ld}, v_data + begin * v_ld);
     transform_output_gradients<W>(g, dy, zeros.data, first + begin, end - begin, w_plane, w_ld, w_data + begin * w_ld);
   });
 }

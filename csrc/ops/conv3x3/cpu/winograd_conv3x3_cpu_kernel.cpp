@@ -178,7 +178,7 @@ struct Strides {
 // channels and F(4x4) on large maps within 5 %, F(4x4) the worse for it; AVX-512 Xeon).
 template <class W>
 Strides chunk_strides(int64_t count, int64_t ld) {
-  if constexpr (W::kElements > 36) {
+  if constexpr (tiles_are_rows_of_elements(W::kElements)) {
     return {ld, W::kElements * ld + kPlanePad};
   } else {
     return {plane_stride(count, ld), ld};

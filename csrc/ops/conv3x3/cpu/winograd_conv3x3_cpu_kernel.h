@@ -18,6 +18,14 @@ constexpr int64_t kPanel = 16;
 // of this many floats: whole vectors in every build (AVX512's are 16 floats).
 constexpr int64_t kRowQuantum = 16;
 
+// Whether a chunk of transformed tiles with `elements` elements each is laid out tile by tile
+// (a tile's elements one after the other, row by row) rather than plane by plane (element by
+// element, a plane holding one element of every tile): for F(7x7)'s 81, whose transforms
+// read and write a tile's elements as that many streams otherwise.
+constexpr bool tiles_are_rows_of_elements(int64_t elements) {
+  return elements > 36;
+}
+
 // Panels that hold `out_channels` (the last one zero-padded).
 inline int64_t panels_of(int64_t out_channels) {
   return (out_channels + kPanel - 1) / kPanel;
@@ -43,7 +51,8 @@ inline int64_t panels_of(int64_t out_channels) {
 // The weight gradient's two transforms (its E products are ATen's batched GEMM, between them):
 // transform_tiles_kernel: input [N, Cin, H, W] and grad [N, Cout, H, W] float with channel
 // stride 1; v [E, >= count, >= Cin] and w [E, >= count, >= Cout] float with row stride a
-// multiple of kRowQuantum floats and unit column stride. For the tiles [first, first + count):
+// multiple of kRowQuantum floats and unit column stride, planes at any stride (laid out plane
+// by plane or tile by tile, tiles_are_rows_of_elements). For the tiles [first, first + count):
 // v[xi, t, ci] = (B^T d B)[xi] of input channel ci and w[xi, t, co] = (A dy A^T)[xi] of the
 // output gradient's channel co (its tile x tile block, zero outside the map).
 // filter_gradient_kernel: grad_u [E, Cout, Cin] float contiguous (the gradient of the

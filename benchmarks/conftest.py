@@ -92,7 +92,7 @@ def _wanted(row):
     req = row[3]
     parts = []
     if req.get("target") is not None:
-        parts.append(f"speedup >= {req['target']:.1f}x")
+        parts.append(f"speedup >= {req['target']:g}x")
     if req.get("time_ratio") is not None:
         parts.append(f"time <= {req['time_ratio']:.2f}x the baseline's")
     if req.get("limit") is not None:

@@ -9,7 +9,8 @@ Workloads and targets as the model issue (6) states them, float32 on the CPU, ra
   (measured 0.39-0.42x in five runs on a 2-core AVX2 EPYC, 2026-11-26: missed in four; 0.45-0.47x
   in three runs on a 2-core AVX-512 Xeon, 2026-11-27, whose oneDNN and MKL run torchvision at
   AVX-512 too: missed; that afternoon, after the reused blocks and kept conv3x3 filters,
-  0.39-0.43x in four runs: met in two; a run fails on it).
+  0.39-0.43x in four runs: met in two; that night, after F(7x7)'s tile-by-tile layout,
+  0.38-0.41x in three runs: met in two; a run fails on it).
 * one training step (SGD) on a batch of 2 such images with 4 instances each. Target: ours
   <= 0.8x torchvision's time.
 * the mask predictor + MaskIoU-head input in a training step (128 positive RoIs, 81

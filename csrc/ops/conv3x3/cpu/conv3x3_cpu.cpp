@@ -105,10 +105,14 @@ int64_t tiles_per_chunk(int64_t tiles, int64_t elements, int64_t in_channels, in
   const int64_t filter_bytes = elements * in_channels * out_channels * int64_t{sizeof(float)};
   // At most ~8 MiB of scratch per thread: F(7x7)'s 81 planes of 256 + 256 channels make 166 KiB
   // a tile, and on 100 x 256 x 14 x 14 maps 36-72 tiles ran in 40 ms where 162 (the filter's
-  // pull alone) took 73.
+  // pull alone) took 73. F(7x7)'s chunks laid out tile by tile, at most ~4 MiB: on those maps
+  // 30 tiles 21.9 ms where 54 took 24.0 (257 input channels 21.0 and 22.6; medians of 12
+  // alternating runs, AVX-512 Xeon; 24-42 tiles within 4 %).
   constexpr int64_t kMaxScratchBytes = 8 * 1024 * 1024;
+  const int64_t max_scratch_bytes =
+      winograd_conv3x3::tiles_are_rows_of_elements(elements) ? kMaxScratchBytes / 2 : kMaxScratchBytes;
   int64_t chunk = std::max(kScratchBytes / row_bytes, filter_bytes / kFilterBytesPerTile);
-  chunk = std::min(chunk, kMaxScratchBytes / row_bytes);
+  chunk = std::min(chunk, max_scratch_bytes / row_bytes);
   chunk = std::clamp<int64_t>(chunk, 12, 240);
   const int64_t threads = at::get_num_threads();
   // Few tiles for the size of U (small maps, many channels: C4 and C5 of a training batch):

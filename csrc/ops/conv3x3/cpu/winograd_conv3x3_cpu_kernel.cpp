@@ -225,8 +225,8 @@ void transform_inputs(const Geometry& g, const float* input, const float* zeros,
   }
 }
 
-// M[xi] = V[xi] U[xi] for one chunk of `count` tiles, output channels of the panels
-// [panel_begin, panel_end) (panel_begin a multiple of kPanelsPerTile).
+// M[xi] = V[xi] U[xi] for one chunk of `count` tiles (V and M laid out by vs and ms), output
+// channels of the panels [panel_begin, panel_end) (panel_begin a multiple of kPanelsPerTile).
 template <class W>
 void multiply(const Geometry& g, const float* v, Strides vs, const float* packed, int64_t count, float* m, Strides ms,
               int64_t panel_begin, int64_t panel_end) {
@@ -298,11 +298,12 @@ void transform_outputs(const Geometry& g, const float* m, Strides ms, const floa
   }
 }
 
-// W[xi][t][:] = (A dy A^T)[xi] (planes `plane` floats apart, rows `ld`) for the tiles
-// [first, first + count): each tile's 2x2 block of the output gradient, zero outside the map.
+// W[xi][t][:] = (A dy A^T)[xi] (at ws.plane * xi + ws.row * t) for the tiles [first, first +
+// count): each tile's block of the output gradient, zero outside the map.
 template <class W>
 void transform_output_gradients(const Geometry& g, const float* grad, const float* zeros, int64_t first,
-                                int64_t count, int64_t plane, int64_t ld, float* w) {
+                                int64_t count, Strides ws, float* w) {
+  const int64_t plane = ws.plane;
   const int64_t channels = g.out_channels;
   for (int64_t t = 0; t < count; ++t) {
     const auto [n, ty, tx] = tile_position(g, first + t);
@@ -315,7 +316,7 @@ void transform_output_gradients(const Geometry& g, const float* grad, const floa
             (y < g.height && x < g.width) ? grad + n * g.out_sn + y * g.out_sh + x * g.out_sw : zeros;
       }
     }
-    float* dst = w + t * ld;
+    float* dst = w + t * ws.row;
     UninitializedArray<Vec, W::kOut * W::kOut> dy;
     UninitializedArray<Vec, W::kElements> out;
     for (int64_t c = 0; c < channels; c += kV) {
@@ -324,7 +325,7 @@ void transform_output_gradients(const Geometry& g, const float* grad, const floa
         dy[q] = Vec::loadu(src[q] + c, lanes);
       }
       W::output_gradient(dy.data(), out.data());
-      for (int e = 0; e < W::kElements; ++e) {  // whole vectors: rows are padded to ld
+      for (int e = 0; e < W::kElements; ++e) {  // whole vectors: rows are padded
         out[e].store(dst + e * plane + c);
       }
     }
@@ -523,7 +524,8 @@ void transform_tiles(const at::Tensor& input, const at::Tensor& grad, int64_t fi
     Scratch zeros(std::max(g.in_ld, w_ld));
     std::fill(zeros.data, zeros.data + std::max(g.in_ld, w_ld), 0.0f);
     transform_inputs<W>(g, in, zeros.data, first + begin, end - begin, Strides{v_plane, v_ld}, v_data + begin * v_ld);
-    transform_output_gradients<W>(g, dy, zeros.data, first + begin, end - begin, w_plane, w_ld, w_data + begin * w_ld);
+    transform_output_gradients<W>(g, dy, zeros.data, first + begin, end - begin, Strides{w_plane, w_ld},
+                                  w_data + begin * w_ld);
   });
 }
 

@@ -18,6 +18,9 @@ msrcnn_fast` (or `torch.ops.load_library` of its _C extension, without the Pytho
 The AOTInductor package reads its input with the example's strides: give it a contiguous image
 (`image.contiguous()`; an HWC array permuted to CHW is not), or its results are wrong. It is
 compiled without Inductor's layout optimisation (AOTI_CONFIGS).
+
+The box head's FCs are exported in float32 (the model is loaded with model.box_fc_bf16=false):
+a program does not depend on the CPU it was exported on, and equals that float32 eager model.
 """
 
 import argparse
@@ -56,7 +59,8 @@ class SingleImageModel(nn.Module):
 
 def export_model(model: nn.Module, *, min_side: int = 32, max_side: int = 4096, example_size=(480, 640)):
     """torch.export.ExportedProgram of `model` (an eval-mode MaskScoringRCNN) for single images
-    of dynamic height and width in [min_side, max_side]."""
+    of dynamic height and width in [min_side, max_side]. Its box head's FCs are float32 whatever
+    ``box_fc_bf16`` says (InferenceBf16Linear multiplies in float32 under tracing)."""
     if model.training:
         raise ValueError("model: export an evaluation-mode model (call model.eval() first)")
     if not 1 <= min_side <= min(example_size) <= max(example_size) <= max_side:
@@ -143,7 +147,9 @@ def _report_differences(model, runner, sizes, device):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        cfg = load_config(args.config, args.overrides)
+        # float32 FCs: torch.export traces them so in any case (InferenceBf16Linear), and the
+        # exact check below compares with this eager model
+        cfg = load_config(args.config, [*args.overrides, "model.box_fc_bf16=false"])
         device = resolve_device(cfg)
         model, _, _ = load_trained_model(cfg, args.checkpoint, device=device)
         start = time.perf_counter()

@@ -78,6 +78,18 @@ void set_cpu_capability(const std::string& name) {
   current().store(static_cast<int>(wanted), std::memory_order_relaxed);
 }
 
+bool bf16_dot_in_use() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool amd_with_bf16 = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") && __builtin_cpu_supports("avx512bf16");
+  }();
+  return amd_with_bf16 && cpu_capability() == CpuCapability::AVX512;
+#else
+  return false;
+#endif
+}
+
 const char* cpu_capability_name(CpuCapability capability) {
   switch (capability) {
     case CpuCapability::AVX512:

@@ -9,6 +9,7 @@ so that torchvision checkpoints load unchanged.
 from torch import Tensor, nn
 
 from msrcnn_fast.model.backbone import group_count
+from msrcnn_fast.model.bf16_linear import InferenceBf16Linear
 from msrcnn_fast.ops import GroupNormReLU
 
 __all__ = ["BoxHead", "BoxPredictor"]
@@ -16,9 +17,18 @@ __all__ = ["BoxHead", "BoxPredictor"]
 
 class BoxHead(nn.Module):
     """[N, C, R, R] pooled RoI features -> [N, fc_dim]: ``num_convs`` x (3x3 conv, GroupNorm,
-    ReLU) at ``in_channels`` wide, then FC + ReLU, FC + ReLU."""
+    ReLU) at ``in_channels`` wide, then FC + ReLU, FC + ReLU. ``fc_bf16``: the FCs multiply in
+    bfloat16 at inference on CPUs where that pays (InferenceBf16Linear)."""
 
-    def __init__(self, *, in_channels: int = 256, roi_size: int = 7, fc_dim: int = 1024, num_convs: int = 0):
+    def __init__(
+        self,
+        *,
+        in_channels: int = 256,
+        roi_size: int = 7,
+        fc_dim: int = 1024,
+        num_convs: int = 0,
+        fc_bf16: bool = False,
+    ):
         super().__init__()
         if num_convs < 0:
             raise ValueError(f"box_head_convs: expected >= 0, got {num_convs}")
@@ -31,8 +41,9 @@ class BoxHead(nn.Module):
                     nn.Identity(),  # the ReLU's place: the state dict's indices stay as they were
                 ]
             )
-        self.fc6 = nn.Linear(in_channels * roi_size * roi_size, fc_dim)
-        self.fc7 = nn.Linear(fc_dim, fc_dim)
+        linear = InferenceBf16Linear if fc_bf16 else nn.Linear
+        self.fc6 = linear(in_channels * roi_size * roi_size, fc_dim)
+        self.fc7 = linear(fc_dim, fc_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.convs(x).flatten(start_dim=1)

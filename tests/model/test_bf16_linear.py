@@ -1,0 +1,100 @@
+"""The box head's FCs in bfloat16 at inference (InferenceBf16Linear, box_fc_bf16): where that pays
+(build_info()["bf16_dot"]: AMD with AVX-512 BF16) and nowhere else, never while autograd records
+or torch.export traces, same parameters."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import msrcnn_fast
+from msrcnn_fast import _C
+from msrcnn_fast.model import msrcnn_resnet18_fpn
+from msrcnn_fast.model.bf16_linear import InferenceBf16Linear
+from msrcnn_fast.model.box_head import BoxHead
+
+needs_bf16 = pytest.mark.skipif(
+    not _C.bf16_dot_in_use(),
+    reason=f"not an AMD CPU with AVX-512 BF16, or MSRCNN_CPU_CAPABILITY below avx512 ({_C.cpu_capability()})",
+)
+
+
+def layers(seed=0, in_features=3136, out_features=256):
+    torch.manual_seed(seed)
+    ours = InferenceBf16Linear(in_features, out_features)
+    plain = nn.Linear(in_features, out_features)
+    plain.load_state_dict(ours.state_dict())
+    return ours, plain, torch.randn(300, in_features).relu()
+
+
+def test_build_info_says_whether_bf16_dot_is_used():
+    info = msrcnn_fast.build_info()
+    assert info["bf16_dot"] is _C.bf16_dot_in_use()
+    if info["cpu_capability"] != "avx512":
+        assert info["bf16_dot"] is False
+
+
+def test_float32_while_autograd_records():
+    ours, plain, x = layers()
+    x.requires_grad_(True)
+    y = ours(x)
+    torch.testing.assert_close(y, plain(x), rtol=0, atol=0)
+    y.sum().backward()
+    assert ours.weight.grad is not None and x.grad is not None
+
+
+@needs_bf16
+def test_bfloat16_at_inference():
+    """No autograd recording: the product of bf16-rounded inputs and weights, rounded to bf16,
+    plus the float32 bias; within bf16's rounding of float32's result, and not equal to it."""
+    ours, plain, x = layers()
+    with torch.no_grad():
+        y, expected = ours(x), plain(x)
+    assert y.dtype == torch.float32
+    by_definition = F.linear(x.bfloat16(), ours.weight.bfloat16()).float() + ours.bias
+    torch.testing.assert_close(y, by_definition, rtol=0, atol=0)
+    scale = expected.abs().max().item()
+    assert (y - expected).abs().max().item() < 2e-2 * scale
+    assert not torch.equal(y, expected)
+    with torch.inference_mode():
+        torch.testing.assert_close(ours(x), by_definition, rtol=0, atol=0)
+
+
+@needs_bf16
+def test_float32_below_avx512_or_off_the_cpu_dtype():
+    """MSRCNN_CPU_CAPABILITY / set_cpu_capability below avx512 keeps float32, as does a float64 input."""
+    ours, plain, x = layers()
+    before = _C.cpu_capability()
+    try:
+        _C.set_cpu_capability("avx2")
+        assert not msrcnn_fast.build_info()["bf16_dot"]
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), plain(x), rtol=0, atol=0)
+    finally:
+        _C.set_cpu_capability(before)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.double()(x.double()), plain.double()(x.double()), rtol=0, atol=0)
+
+
+def test_box_head_keeps_torchvision_parameter_names():
+    bf16, plain = BoxHead(in_channels=8, fc_dim=32, fc_bf16=True), BoxHead(in_channels=8, fc_dim=32)
+    assert type(bf16.fc6) is InferenceBf16Linear and type(plain.fc6) is nn.Linear
+    assert list(bf16.state_dict()) == list(plain.state_dict()) == ["fc6.weight", "fc6.bias", "fc7.weight", "fc7.bias"]
+
+
+@pytest.mark.parametrize("box_fc_bf16", [True, False])
+def test_factory_option(box_fc_bf16):
+    model = msrcnn_resnet18_fpn(num_classes=3, box_fc_bf16=box_fc_bf16)
+    head = model.roi_heads.box_head
+    expected = InferenceBf16Linear if box_fc_bf16 else nn.Linear
+    assert type(head.fc6) is expected and type(head.fc7) is expected
+
+
+def test_float32_when_traced():
+    """torch.export (and torch.compile) trace the float32 product: a program does not depend on
+    the CPU it was exported on."""
+    ours, _, x = layers()
+    ours.requires_grad_(False)
+    program = torch.export.export(ours, (x,), strict=False)
+    targets = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
+    assert targets == ["aten.linear.default"]

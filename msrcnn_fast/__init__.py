@@ -27,8 +27,8 @@ def build_info() -> dict:
     (``"13.0"`` or None), ``cuda_archs`` (the GPU code it holds: ``["sm_80", "sm_90",
     "compute_90 (PTX)"]``; PTX is compiled by the driver for newer GPUs), ``cpu_capabilities``
     (the CPU kernel builds: ``["default", "avx2", "avx512"]``), ``cpu_capability`` (the one in
-    use), ``max_cpu_capability`` (the best this CPU can run), ``bf16_dot`` (whether the box
-    head's FCs multiply in bfloat16 at inference, see ``mask_scoring_rcnn``'s ``box_fc_bf16``:
+    use), ``max_cpu_capability`` (the best this CPU can run), ``bf16_dot`` (whether the
+    heads' FCs multiply in bfloat16 at inference, see ``mask_scoring_rcnn``'s ``bf16_inference``:
     an AMD CPU with AVX-512 BF16, Zen 4 on, and capability avx512) and
     ``torch_version``.
     """

@@ -19,7 +19,7 @@ The AOTInductor package reads its input with the example's strides: give it a co
 (`image.contiguous()`; an HWC array permuted to CHW is not), or its results are wrong. It is
 compiled without Inductor's layout optimisation (AOTI_CONFIGS).
 
-The box head's FCs are exported in float32 (the model is loaded with model.box_fc_bf16=false):
+The model is exported in float32 (it is loaded with model.bf16_inference=false):
 a program does not depend on the CPU it was exported on, and equals that float32 eager model.
 """
 
@@ -59,8 +59,8 @@ class SingleImageModel(nn.Module):
 
 def export_model(model: nn.Module, *, min_side: int = 32, max_side: int = 4096, example_size=(480, 640)):
     """torch.export.ExportedProgram of `model` (an eval-mode MaskScoringRCNN) for single images
-    of dynamic height and width in [min_side, max_side]. Its box head's FCs are float32 whatever
-    ``box_fc_bf16`` says (InferenceBf16Linear multiplies in float32 under tracing)."""
+    of dynamic height and width in [min_side, max_side]. It computes in float32 whatever
+    ``bf16_inference`` says (ops.bf16: float32 under tracing)."""
     if model.training:
         raise ValueError("model: export an evaluation-mode model (call model.eval() first)")
     if not 1 <= min_side <= min(example_size) <= max(example_size) <= max_side:
@@ -149,7 +149,7 @@ def main(argv=None):
     try:
         # float32 FCs: torch.export traces them so in any case (InferenceBf16Linear), and the
         # exact check below compares with this eager model
-        cfg = load_config(args.config, [*args.overrides, "model.box_fc_bf16=false"])
+        cfg = load_config(args.config, [*args.overrides, "model.bf16_inference=false"])
         device = resolve_device(cfg)
         model, _, _ = load_trained_model(cfg, args.checkpoint, device=device)
         start = time.perf_counter()

@@ -9,16 +9,16 @@ so that torchvision checkpoints load unchanged.
 from torch import Tensor, nn
 
 from msrcnn_fast.model.backbone import group_count
-from msrcnn_fast.model.bf16_linear import InferenceBf16Linear
 from msrcnn_fast.ops import GroupNormReLU
+from msrcnn_fast.ops.bf16 import InferenceBf16Linear
 
 __all__ = ["BoxHead", "BoxPredictor"]
 
 
 class BoxHead(nn.Module):
     """[N, C, R, R] pooled RoI features -> [N, fc_dim]: ``num_convs`` x (3x3 conv, GroupNorm,
-    ReLU) at ``in_channels`` wide, then FC + ReLU, FC + ReLU. ``fc_bf16``: the FCs multiply in
-    bfloat16 at inference on CPUs where that pays (InferenceBf16Linear)."""
+    ReLU) at ``in_channels`` wide, then FC + ReLU, FC + ReLU. ``bf16_inference``: the FCs
+    multiply in bfloat16 at inference on CPUs where that pays (ops.bf16)."""
 
     def __init__(
         self,
@@ -27,7 +27,7 @@ class BoxHead(nn.Module):
         roi_size: int = 7,
         fc_dim: int = 1024,
         num_convs: int = 0,
-        fc_bf16: bool = False,
+        bf16_inference: bool = False,
     ):
         super().__init__()
         if num_convs < 0:
@@ -41,7 +41,7 @@ class BoxHead(nn.Module):
                     nn.Identity(),  # the ReLU's place: the state dict's indices stay as they were
                 ]
             )
-        linear = InferenceBf16Linear if fc_bf16 else nn.Linear
+        linear = InferenceBf16Linear if bf16_inference else nn.Linear
         self.fc6 = linear(in_channels * roi_size * roi_size, fc_dim)
         self.fc7 = linear(fc_dim, fc_dim)
 

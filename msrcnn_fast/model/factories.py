@@ -85,7 +85,6 @@ def mask_scoring_rcnn(
     rpn_batch_size_per_image: int = 256,
     box_fc_dim: int = 1024,
     box_head_convs: int = 0,
-    box_fc_bf16: bool = True,
     box_batch_size_per_image: int = 512,
     box_positive_fraction: float = 0.25,
     box_score_thresh: float = 0.05,
@@ -103,6 +102,7 @@ def mask_scoring_rcnn(
     maskiou_loss_weight: float = 1.0,
     gt_maskiou_at_eval: bool = False,
     exact_aten_convs: bool = False,
+    bf16_inference: bool = True,
     channels_last: bool = True,
 ) -> MaskScoringRCNN:
     """A Mask Scoring R-CNN on ``backbone``; every option keyword-only.
@@ -119,16 +119,17 @@ def mask_scoring_rcnn(
     background. Head widths (``box_fc_dim``, ``mask_conv_dim``, ``maskiou_conv_dim``,
     ``maskiou_fc_dim``) can be narrowed for small CPU runs; ``box_head_convs`` puts that many
     3x3 conv + GroupNorm + ReLU layers before the box head's FCs (0: the paper's 2-FC head).
-    ``box_fc_bf16``: at inference on an AMD CPU with AVX-512 BF16 (Zen 4 on;
-    ``build_info()["bf16_dot"]``) the box head's two FCs multiply in bfloat16 with float32
-    accumulation, 2x faster there (fc6 was a ninth of an R-18 FPN image's time); False keeps
-    float32, as everywhere else (training, GPUs, other CPUs, torch.compile and torch.export).
     ``channels_last`` runs the network on channels-last tensors (faster on CPUs and tensor
     cores; False: NCHW, as torchvision).
     The 3x3 convolutions (padding 1, stride 1 or 2; the backbone's, FPN's, RPN's and heads') run
     msrcnn::conv3x3 (Winograd on the CPU, Triton on CUDA); ``exact_aten_convs`` runs ATen's
     instead, with torchvision's exact numerics. Every FrozenBatchNorm2d that directly follows a
-    convolution is folded into it. MaskIoU options: see MaskScoringRoIHeads (Tables 4-7).
+    convolution is folded into it. ``bf16_inference``: at inference on an AMD CPU with AVX-512
+    BF16 (Zen 4 on; ``build_info()["bf16_dot"]``) the box head's two FCs and the MaskIoU head's
+    stride-2 convolution and first two FCs compute in bfloat16 with float32 accumulation, 2x
+    faster there (an R-18 FPN image 658 -> 579 ms from the box head's alone); False keeps float32,
+    as everywhere else (training, GPUs, other CPUs, torch.compile and torch.export).
+    MaskIoU options: see MaskScoringRoIHeads (Tables 4-7).
     """
     if not isinstance(getattr(backbone, "out_channels", None), int):
         raise ValueError(f"backbone: expected a module with an int out_channels, got {type(backbone).__name__}")
@@ -157,7 +158,7 @@ def mask_scoring_rcnn(
     roi_heads = MaskScoringRoIHeads(
         box_roi_pool=MultiScaleRoIAlign(levels, 7, 2),
         box_head=BoxHead(
-            in_channels=channels, roi_size=7, fc_dim=box_fc_dim, num_convs=box_head_convs, fc_bf16=box_fc_bf16
+            in_channels=channels, roi_size=7, fc_dim=box_fc_dim, num_convs=box_head_convs, bf16_inference=bf16_inference
         ),
         box_predictor=BoxPredictor(in_channels=box_fc_dim, num_classes=num_classes),
         mask_roi_pool=MultiScaleRoIAlign(levels, 14, 2),
@@ -168,6 +169,7 @@ def mask_scoring_rcnn(
             conv_dim=maskiou_conv_dim,
             fc_dim=maskiou_fc_dim,
             roi_size=maskiou_variant.roi_size,
+            bf16_inference=bf16_inference,
         ),
         maskiou_roi_pool=(
             MultiScaleRoIAlign(levels, maskiou_variant.roi_size, 2) if maskiou_variant.roi_size != 14 else None

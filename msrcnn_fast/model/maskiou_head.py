@@ -4,6 +4,7 @@ import torch
 from torch import Tensor, nn
 
 from msrcnn_fast.ops import Conv3x3
+from msrcnn_fast.ops.bf16 import InferenceBf16Linear
 
 __all__ = ["MaskIoUHead"]
 
@@ -24,6 +25,8 @@ class MaskIoUHead(nn.Module):
         conv_dim: width of the four convs.
         fc_dim: width of the first two FCs.
         roi_size: spatial size of the input (the FC input is conv_dim x ceil(roi_size / 2)^2).
+        bf16_inference: the stride-2 conv and the first two FCs compute in bfloat16 at inference
+            on CPUs where that pays (ops.bf16); the last FC stays float32.
 
     Init (paper code): convs Kaiming normal (fan_out, ReLU), FCs Kaiming uniform (a=1), the last
     FC normal with std 0.01, biases 0.
@@ -37,6 +40,7 @@ class MaskIoUHead(nn.Module):
         conv_dim: int = 256,
         fc_dim: int = 1024,
         roi_size: int = 14,
+        bf16_inference: bool = False,
     ):
         super().__init__()
         for name, value in [
@@ -54,11 +58,12 @@ class MaskIoUHead(nn.Module):
             Conv3x3(in_channels, conv_dim, relu=True),
             Conv3x3(conv_dim, conv_dim, relu=True),
             Conv3x3(conv_dim, conv_dim, relu=True),
-            Conv3x3(conv_dim, conv_dim, stride=2, relu=True),
+            Conv3x3(conv_dim, conv_dim, stride=2, relu=True, bf16_inference=bf16_inference),
         )
         pooled = (roi_size - 1) // 2 + 1
-        self.fc1 = nn.Linear(conv_dim * pooled * pooled, fc_dim)
-        self.fc2 = nn.Linear(fc_dim, fc_dim)
+        linear = InferenceBf16Linear if bf16_inference else nn.Linear
+        self.fc1 = linear(conv_dim * pooled * pooled, fc_dim)
+        self.fc2 = linear(fc_dim, fc_dim)
         self.predictor = nn.Linear(fc_dim, num_classes)
         self.reset_parameters()
 

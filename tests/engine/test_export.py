@@ -44,8 +44,8 @@ def exported(tmp_path_factory, rectangles_root):
     out = folder / "model.pt2"
     argv = ["--config", config, "--checkpoint", checkpoint, "--out", str(out), "--aoti", "--max-side", "1024"]
     assert export_main(argv) == 0
-    # the exported program's box head FCs are float32 (box_fc_bf16 off), as is this eager model's
-    model, _, _ = load_trained_model(load_config(config, ["model.box_fc_bf16=false"]), checkpoint, device="cpu")
+    # the exported program's box head FCs are float32 (bf16_inference off), as is this eager model's
+    model, _, _ = load_trained_model(load_config(config, ["model.bf16_inference=false"]), checkpoint, device="cpu")
     expected = {}
     for i, size in enumerate(SIZES):
         image = torch.rand(3, *size, generator=torch.Generator().manual_seed(i))

@@ -11,7 +11,7 @@ maskrcnn_resnet50_fpn builds without pretrained weights), so that the convolutio
 same algorithms: with random weights, scores have near-ties that last-bit differences reorder.
 For the same reason our factory runs ATen's convolutions here (exact_aten_convs=True): Winograd's
 float32 rounding moves boxes by ~1e-4 relative, above the 1e-3 absolute tolerance; and
-its box head's FCs stay float32 (box_fc_bf16=False), not bfloat16 as at inference on AVX-512 BF16.
+its heads stay float32 (bf16_inference=False), not bfloat16 as at inference on AMD's AVX-512 BF16.
 Folding frozen batch norm into the convolutions is checked in test_backbone.py.
 """
 
@@ -75,7 +75,7 @@ def test_our_resnet50_with_torchvision_weights(torchvision_model, batch, expecte
         channels_last=False,
         norm="bn",
         exact_aten_convs=True,
-        box_fc_bf16=False,
+        bf16_inference=False,
         **SETTINGS,
     ).eval()
     with torch.no_grad():

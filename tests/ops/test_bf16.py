@@ -1,6 +1,6 @@
-"""The box head's FCs in bfloat16 at inference (InferenceBf16Linear, box_fc_bf16): where that pays
-(build_info()["bf16_dot"]: AMD with AVX-512 BF16) and nowhere else, never while autograd records
-or torch.export traces, same parameters."""
+"""Inference in bfloat16 (ops.bf16; the model's bf16_inference): InferenceBf16Linear and Conv3x3's
+stride-2 convolution take bfloat16 where that pays (build_info()["bf16_dot"]: AMD with AVX-512
+BF16) and nowhere else, never while autograd records or torch.export traces, same parameters."""
 
 import pytest
 import torch
@@ -10,8 +10,10 @@ from torch import nn
 import msrcnn_fast
 from msrcnn_fast import _C
 from msrcnn_fast.model import msrcnn_resnet18_fpn
-from msrcnn_fast.model.bf16_linear import InferenceBf16Linear
 from msrcnn_fast.model.box_head import BoxHead
+from msrcnn_fast.model.maskiou_head import MaskIoUHead
+from msrcnn_fast.ops import Conv3x3
+from msrcnn_fast.ops.bf16 import InferenceBf16Linear
 
 needs_bf16 = pytest.mark.skipif(
     not _C.bf16_dot_in_use(),
@@ -77,17 +79,58 @@ def test_float32_below_avx512_or_off_the_cpu_dtype():
 
 
 def test_box_head_keeps_torchvision_parameter_names():
-    bf16, plain = BoxHead(in_channels=8, fc_dim=32, fc_bf16=True), BoxHead(in_channels=8, fc_dim=32)
+    bf16, plain = BoxHead(in_channels=8, fc_dim=32, bf16_inference=True), BoxHead(in_channels=8, fc_dim=32)
     assert type(bf16.fc6) is InferenceBf16Linear and type(plain.fc6) is nn.Linear
     assert list(bf16.state_dict()) == list(plain.state_dict()) == ["fc6.weight", "fc6.bias", "fc7.weight", "fc7.bias"]
 
 
-@pytest.mark.parametrize("box_fc_bf16", [True, False])
-def test_factory_option(box_fc_bf16):
-    model = msrcnn_resnet18_fpn(num_classes=3, box_fc_bf16=box_fc_bf16)
-    head = model.roi_heads.box_head
-    expected = InferenceBf16Linear if box_fc_bf16 else nn.Linear
-    assert type(head.fc6) is expected and type(head.fc7) is expected
+@pytest.mark.parametrize("bf16_inference", [True, False])
+def test_factory_option(bf16_inference):
+    """The box head's FCs, the MaskIoU head's first two FCs and its stride-2 conv; nothing else."""
+    model = msrcnn_resnet18_fpn(num_classes=3, bf16_inference=bf16_inference)
+    box, maskiou = model.roi_heads.box_head, model.roi_heads.maskiou_head
+    expected = InferenceBf16Linear if bf16_inference else nn.Linear
+    assert type(box.fc6) is expected and type(box.fc7) is expected
+    assert type(maskiou.fc1) is expected and type(maskiou.fc2) is expected and type(maskiou.predictor) is nn.Linear
+    taken = [name for name, m in model.named_modules() if isinstance(m, Conv3x3) and m.bf16_inference]
+    assert taken == (["roi_heads.maskiou_head.convs.3"] if bf16_inference else [])
+    assert MaskIoUHead(bf16_inference=True).convs[3].stride == (2, 2)
+
+
+def conv_case(stride, seed=0):
+    torch.manual_seed(seed)
+    conv = Conv3x3(24, 16, stride=stride, relu=True, bf16_inference=True)
+    conv.bias.data.uniform_(-0.5, 0.5)
+    return conv, torch.randn(3, 24, 14, 14).contiguous(memory_format=torch.channels_last)
+
+
+@needs_bf16
+def test_stride_2_conv_in_bfloat16_at_inference():
+    """ATen's bfloat16 convolution of the rounded input and weight, then the float32 bias and
+    the ReLU; within bf16's rounding of the float32 convolution; float32 while autograd records."""
+    conv, x = conv_case(stride=2)
+    expected = F.conv2d(x, conv.weight, conv.bias, stride=2, padding=1).relu()
+    with torch.no_grad():
+        y = conv(x)
+        by_definition = (
+            F.conv2d(x.bfloat16(), conv.weight.bfloat16(), stride=2, padding=1).float() + conv.bias[:, None, None]
+        ).relu()
+    assert y.dtype == torch.float32 and y.shape == (3, 16, 7, 7)
+    torch.testing.assert_close(y, by_definition, rtol=0, atol=0)
+    assert (y - expected).abs().max().item() < 2e-2 * expected.abs().max().item()
+    assert not torch.equal(y, expected.detach())
+    recorded = conv(x)  # parameters require grad: float32 on msrcnn::conv3x3
+    torch.testing.assert_close(recorded, expected, rtol=1e-4, atol=1e-4)
+    assert not torch.equal(recorded, by_definition)
+
+
+@needs_bf16
+def test_stride_1_conv_stays_on_winograd():
+    conv, x = conv_case(stride=1)
+    with torch.no_grad():
+        y = conv(x)
+        conv.bf16_inference = False
+        torch.testing.assert_close(y, conv(x), rtol=0, atol=0)
 
 
 def test_float32_when_traced():

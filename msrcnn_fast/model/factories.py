@@ -125,10 +125,11 @@ def mask_scoring_rcnn(
     msrcnn::conv3x3 (Winograd on the CPU, Triton on CUDA); ``exact_aten_convs`` runs ATen's
     instead, with torchvision's exact numerics. Every FrozenBatchNorm2d that directly follows a
     convolution is folded into it. ``bf16_inference``: at inference on an AMD CPU with AVX-512
-    BF16 (Zen 4 on; ``build_info()["bf16_dot"]``) the box head's two FCs and the MaskIoU head's
-    stride-2 convolution and first two FCs compute in bfloat16 with float32 accumulation, 2x
-    faster there (an R-18 FPN image 658 -> 579 ms from the box head's alone); False keeps float32,
-    as everywhere else (training, GPUs, other CPUs, torch.compile and torch.export).
+    BF16 (Zen 4 on; ``build_info()["bf16_dot"]``) the box head's two FCs, the mask head's
+    upsampling + class logits (mask_class_logits), and the MaskIoU head's stride-2 convolution
+    and first two FCs compute in bfloat16 with float32 accumulation, 2x faster there (README,
+    "bfloat16 at inference"); False keeps float32, as everywhere else (training, GPUs, other
+    CPUs, torch.compile and torch.export).
     MaskIoU options: see MaskScoringRoIHeads (Tables 4-7).
     """
     if not isinstance(getattr(backbone, "out_channels", None), int):
@@ -162,7 +163,9 @@ def mask_scoring_rcnn(
         ),
         box_predictor=BoxPredictor(in_channels=box_fc_dim, num_classes=num_classes),
         mask_roi_pool=MultiScaleRoIAlign(levels, 14, 2),
-        mask_head=MaskHead(num_classes=num_classes, in_channels=channels, conv_dim=mask_conv_dim),
+        mask_head=MaskHead(
+            num_classes=num_classes, in_channels=channels, conv_dim=mask_conv_dim, bf16_inference=bf16_inference
+        ),
         maskiou_head=MaskIoUHead(
             num_classes=num_classes,
             in_channels=maskiou_variant.channels(channels, num_classes),

@@ -4,6 +4,7 @@ import torch
 from torch import Tensor, nn
 
 from msrcnn_fast.ops import Conv3x3, mask_class_logits
+from msrcnn_fast.ops.bf16 import bf16_pays
 
 __all__ = ["MaskHead", "class_mask_logits", "upsampled_class_logits"]
 
@@ -21,7 +22,9 @@ def class_mask_logits(predictor: nn.Conv2d, features: Tensor, labels: Tensor) ->
     return _ClassMaskLogits.apply(features, weight, predictor.bias[labels])
 
 
-def upsampled_class_logits(deconv: nn.ConvTranspose2d, predictor: nn.Conv2d, x: Tensor, labels: Tensor) -> Tensor:
+def upsampled_class_logits(
+    deconv: nn.ConvTranspose2d, predictor: nn.Conv2d, x: Tensor, labels: Tensor, *, bf16_inference: bool = False
+) -> Tensor:
     """class_mask_logits(predictor, relu(deconv(x)), labels) [N, 1, 2H, 2W], the mask head's end.
 
     Where deconv is a 2x2 stride-2 ConvTranspose2d (the mask head's, torchvision's too), its
@@ -30,6 +33,8 @@ def upsampled_class_logits(deconv: nn.ConvTranspose2d, predictor: nn.Conv2d, x: 
     - where autograd needs none of its gradients (and deconv has a bias), one op
       (msrcnn_fast.ops.mask_class_logits) that never makes the upsampled features
       [N, C, 2H, 2W] at all: at 100 detections of 256 channels at 14 x 14 those are 80 MB;
+      with ``bf16_inference``, in bfloat16 where ``ops.bf16.bf16_pays`` (its GEMM 2x faster
+      there; the logits returned in float32);
     - in training, the GEMM's rows [N, H*W*4, C] (what autograd saves) and the class logits
       computed on them, only the logits [N, 1, 2H, 2W] reordered: forward and backward 1.7x
       faster than the layers on the demo's mask head (64 RoIs of 64 x 14 x 14; oneDNN's
@@ -47,8 +52,10 @@ def upsampled_class_logits(deconv: nn.ConvTranspose2d, predictor: nn.Conv2d, x: 
     if not upsamples_2x2:
         return class_mask_logits(predictor, torch.relu(deconv(x)), labels)
     if deconv.bias is not None and not _needs_grad(x, deconv, predictor):
-        weight = predictor.weight[labels].flatten(1)  # [N, C, 1, 1] -> [N, C]
-        return mask_class_logits(x, deconv.weight, deconv.bias, weight, predictor.bias[labels])
+        args = (x, deconv.weight, deconv.bias, predictor.weight[labels].flatten(1), predictor.bias[labels])
+        if bf16_inference and bf16_pays(x, deconv.weight):
+            return mask_class_logits(*(t.to(torch.bfloat16) for t in args)).float()
+        return mask_class_logits(*args)
     n, _, height, width = x.shape
     rows = _upsampled_rows(deconv, x)  # [N, H*W*4, C], rows ordered (h, w, dy, dx)
     features = rows.transpose(1, 2).unsqueeze(-1)  # [N, C, H*W*4, 1]: class_mask_logits' layout
@@ -127,6 +134,8 @@ class MaskHead(nn.Module):
         in_channels: channels of the RoI features.
         conv_dim: width of the convs and the transposed conv.
         num_convs: number of 3x3 convs (4 in Mask R-CNN), msrcnn_fast.ops.Conv3x3 with ReLU.
+        bf16_inference: one class's logits (class_logits) at inference in bfloat16 where
+            ``ops.bf16.bf16_pays`` (upsampled_class_logits).
 
     Init (as torchvision's MaskRCNNHeads and MaskRCNNPredictor): every conv Kaiming normal
     (fan_out, ReLU), biases 0.
@@ -139,6 +148,7 @@ class MaskHead(nn.Module):
         in_channels: int = 256,
         conv_dim: int = 256,
         num_convs: int = 4,
+        bf16_inference: bool = False,
     ):
         super().__init__()
         for name, value in [("num_classes", num_classes), ("in_channels", in_channels), ("conv_dim", conv_dim)]:
@@ -147,6 +157,7 @@ class MaskHead(nn.Module):
         if not isinstance(num_convs, int) or num_convs < 0:
             raise ValueError(f"num_convs: expected an int >= 0, got {num_convs!r}")
         self.in_channels = in_channels
+        self.bf16_inference = bf16_inference
         widths = [in_channels] + [conv_dim] * num_convs
         self.convs = nn.Sequential(*(Conv3x3(a, b, relu=True) for a, b in zip(widths, widths[1:])))
         self.deconv = nn.ConvTranspose2d(widths[-1], conv_dim, 2, stride=2)
@@ -170,7 +181,8 @@ class MaskHead(nn.Module):
         """The mask logits [N, 1, 2R, 2R] of one class per RoI (labels [N]) from the RoI features
         x: predict_classes(features(x), labels), computed without the upsampled features in
         image order (upsampled_class_logits)."""
-        return upsampled_class_logits(self.deconv, self.predictor, self.convs(self._checked(x)), labels)
+        features = self.convs(self._checked(x))
+        return upsampled_class_logits(self.deconv, self.predictor, features, labels, bf16_inference=self.bf16_inference)
 
     def _checked(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.size(1) != self.in_channels:

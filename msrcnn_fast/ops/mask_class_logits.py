@@ -37,8 +37,11 @@ def mask_class_logits(
         class_bias: Tensor[N], each RoI's class's predictor bias.
 
     Returns:
-        Tensor[N, 1, 2H, 2W] logits, the features' dtype (half and bfloat16 compute in float32
-        on the CPU). N = 0 gives an empty output.
+        Tensor[N, 1, 2H, 2W] logits, the features' dtype. On the CPU half computes in float32,
+        and bfloat16 takes the transposed convolution's GEMM in bfloat16 (float32 accumulation,
+        the product rounded to bfloat16, as ATen's bfloat16 conv_transpose2d rounds its output;
+        2x float32's speed on AMD's AVX-512 BF16) and the rest in float32. N = 0 gives an empty
+        output.
 
     Raises:
         ValueError: a shape that does not match the others (the message names it), tensors on

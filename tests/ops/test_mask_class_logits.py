@@ -2,8 +2,8 @@
 stride 2 + ReLU, then each RoI's class row of the 1x1 predictor (ATen, float64).
 
 Tolerances: float64 agrees to rounding (1e-12 relative); float32 sums Cin products in another
-order than ATen's convolution, ~1e-6 relative of the logits' scale; half and bfloat16 inputs
-compute in float32 and round the output once.
+order than ATen's convolution, ~1e-6 relative of the logits' scale; half inputs compute in
+float32 and round the output once; bfloat16 rounds the GEMM's product to bfloat16 as well (CPU).
 """
 
 import pytest

@@ -1,6 +1,9 @@
 // mask_class_logits CPU entry points: checks, the GEMM operands, the kernel (per CPU capability,
-// mask_class_logits_cpu_kernel.cpp). Half and bfloat16 compute in float32, as ATen's CPU
-// convolutions accumulate them. Also the element-by-element test op.
+// mask_class_logits_cpu_kernel.cpp). Half computes in float32, as ATen's CPU convolutions
+// accumulate it; bfloat16 takes the transposed convolution's GEMM in bfloat16 (ATen's, oneDNN's
+// float32 accumulation where the CPU has it; the product rounded to bfloat16, as ATen's bfloat16
+// conv_transpose2d rounds its output) and the rest in float32. The element-by-element test op
+// computes all of it in float32.
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -37,8 +40,9 @@ at::Tensor mask_class_logits_cpu(const at::Tensor& features, const at::Tensor& d
   const at::Tensor x = in_compute_dtype(features);
   at::Tensor output = at::empty({features.size(0), 1, 2 * height, 2 * width}, x.options());
   if (output.numel() > 0) {
-    const at::Tensor rows = feature_rows(x);
-    const at::Tensor columns = weight_columns(in_compute_dtype(deconv_weight));
+    const bool bf16_gemm = engine == Engine::Vectorised && features.scalar_type() == at::kBFloat16;
+    const at::Tensor rows = feature_rows(bf16_gemm ? features : x);
+    const at::Tensor columns = weight_columns(bf16_gemm ? deconv_weight : in_compute_dtype(deconv_weight));
     const at::Tensor bias = in_compute_dtype(deconv_bias).contiguous();
     const at::Tensor class_w = in_compute_dtype(class_weight).contiguous();
     const at::Tensor class_b = in_compute_dtype(class_bias).contiguous();

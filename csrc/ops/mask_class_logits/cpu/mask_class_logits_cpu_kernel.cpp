@@ -7,6 +7,7 @@
 // four 2x2 output positions are reduced at once to the RoI's class logit: ReLU(product + bias)
 // dotted with the class's weights. The [N, C, 2H, 2W] features are never written (for 100 RoIs
 // of 256 channels at 14 x 14, 80 MB that the unfused path writes, faults in and reads back).
+// bfloat16 rows and columns (output float): the GEMM in bfloat16, each block widened to float.
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -16,6 +17,7 @@
 #include <ATen/ops/mm_cpu_dispatch.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "ops/mask_class_logits/cpu/mask_class_logits_cpu_kernel.h"
 #include "ops/mask_class_logits/mask_class_logits_math.h"
@@ -66,9 +68,12 @@ void logits(const at::Tensor& rows, const at::Tensor& columns, const at::Tensor&
   const T* class_w = class_weight.const_data_ptr<T>();
   const T* class_b = class_bias.const_data_ptr<T>();
   T* out = output.mutable_data_ptr<T>();
+  // bfloat16 GEMM operands (T float): each block's product is widened to float for the rest
+  const bool widen = rows.scalar_type() != output.scalar_type();
   at::parallel_for(0, rois * blocks_per_roi, 1, [&](int64_t begin, int64_t end) {
     at::Tensor buffer = at::empty({kRows, 4 * channels}, rows.options());
-    const T* pre = buffer.const_data_ptr<T>();
+    at::Tensor widened = widen ? at::empty({kRows, 4 * channels}, output.options()) : buffer;
+    const T* pre = widened.const_data_ptr<T>();
     for (int64_t block = begin; block < end; ++block) {
       const int64_t n = block / blocks_per_roi;
       const int64_t first = (block % blocks_per_roi) * kRows;
@@ -77,6 +82,12 @@ void logits(const at::Tensor& rows, const at::Tensor& columns, const at::Tensor&
       // The CPU kernel itself, not the dispatcher: worker threads do not inherit the caller's
       // grad mode and dispatch keys.
       at::cpu::mm_out(product, rows.narrow(0, n * cells + first, count), columns);
+      if constexpr (std::is_same_v<T, float>) {
+        if (widen) {
+          at::vec::convert(buffer.const_data_ptr<at::BFloat16>(), widened.mutable_data_ptr<float>(),
+                           count * 4 * channels);
+        }
+      }
       T* out_n = out + n * 4 * cells;
       for (int64_t r = 0; r < count; ++r) {
         const int64_t cell = first + r;
@@ -99,7 +110,7 @@ void logits(const at::Tensor& rows, const at::Tensor& columns, const at::Tensor&
 void logits_kernel(const at::Tensor& rows, const at::Tensor& columns, const at::Tensor& deconv_bias,
                    const at::Tensor& class_weight, const at::Tensor& class_bias, int64_t height, int64_t width,
                    at::Tensor& output) {
-  AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "mask_class_logits_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES(output.scalar_type(), "mask_class_logits_cpu", [&] {
     logits<scalar_t>(rows, columns, deconv_bias, class_weight, class_bias, height, width, output);
   });
 }

@@ -7,7 +7,8 @@
 namespace msrcnn::mask_class_logits {
 
 // rows: the features as [N * H * W, Cin], columns: the weight as [Cin, 4 * C] (see
-// mask_class_logits_host.h), the biases and class weights contiguous, all float or all double;
+// mask_class_logits_host.h), the biases and class weights contiguous, all float or all double
+// (rows and columns may be bfloat16 with the rest float: a bfloat16 GEMM);
 // output: [N, 1, 2H, 2W] contiguous, every element written. Parallel over blocks of one RoI's
 // rows: each block's GEMM product stays in cache for the ReLU and the class's dot product.
 #define MSRCNN_DECLARE_MASK_CLASS_LOGITS_CPU_KERNELS(CAPABILITY)                                              \

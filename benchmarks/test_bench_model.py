@@ -10,7 +10,10 @@ Workloads and targets as the model issue (6) states them, float32 on the CPU, ra
   in three runs on a 2-core AVX-512 Xeon, 2026-11-27, whose oneDNN and MKL run torchvision at
   AVX-512 too: missed; that afternoon, after the reused blocks and kept conv3x3 filters,
   0.39-0.43x in four runs: met in two; that night, after F(7x7)'s tile-by-tile layout,
-  0.38-0.41x in three runs: met in two; a run fails on it).
+  0.38-0.41x in three runs: met in two; a run fails on it; on a 2-core Zen 4, 2026-11-28, with
+  bfloat16 at inference (bf16_inference, the default: AMD CPUs with AVX-512 BF16 only):
+  0.38-0.44x in eight runs as it grew from the box head's FCs to the mask and MaskIoU heads, met
+  in four; the last code's `make bench` 0.38x).
 * one training step (SGD) on a batch of 2 such images with 4 instances each. Target: ours
   <= 0.8x torchvision's time.
 * the mask predictor + MaskIoU-head input in a training step (128 positive RoIs, 81

@@ -147,8 +147,8 @@ def _report_differences(model, runner, sizes, device):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        # float32 FCs: torch.export traces them so in any case (InferenceBf16Linear), and the
-        # exact check below compares with this eager model
+        # float32: torch.export traces the bf16_inference layers in float32 in any case
+        # (ops.bf16), and the exact check below compares with this eager model
         cfg = load_config(args.config, [*args.overrides, "model.bf16_inference=false"])
         device = resolve_device(cfg)
         model, _, _ = load_trained_model(cfg, args.checkpoint, device=device)

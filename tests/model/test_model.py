@@ -351,8 +351,10 @@ def reference_maskiou_loss(entries, prediction, tau, weight):
 @pytest.mark.parametrize("variant", ["a", "b", "c", "d", "e", "f"])
 def test_maskiou_input_variants_train_and_predict(variant):
     """The MaskIoU head reads Table 4's input, in training (the ground-truth class's mask) and at
-    inference (the predicted class's), and its loss and mask scores use its prediction."""
-    model = small_model(maskiou_input=variant, box_score_thresh=0.0).train()
+    inference (the predicted class's), and its loss and mask scores use its prediction. Float32
+    throughout (bf16_inference off): the reference recomputes the mask logits in float32 (the
+    bfloat16 path is tested in tests/ops/test_bf16.py)."""
+    model = small_model(maskiou_input=variant, box_score_thresh=0.0, bf16_inference=False).train()
     recorder = RoIHeadsRecorder(model)
     batch = images()
     losses = model(batch, make_targets(batch, per_image=(4, 3)))

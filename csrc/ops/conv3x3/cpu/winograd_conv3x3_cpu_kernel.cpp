@@ -372,11 +372,15 @@ void transform_filter(const at::Tensor& weight, bool flip, at::Tensor& packed) {
   auto read = [flip](int k) { return flip ? 8 - k : k; };
   // How a block's taps are read: each 3x3 filter 9 consecutive floats (a contiguous weight, or
   // its transpose) are transposed 8x8 at a time where vectors are 8 floats; output channels 1
-  // apart (a transposed channels-last weight) are loaded as vectors; other strides, and the
-  // contiguous filters too where vectors are 16 floats (AVX512), by one vector gather per tap
-  // (whole blocks) or element by element (a last partial block). Element by element, the
+  // apart (a transposed channels-last weight) are loaded as vectors; where vectors are 16 floats
+  // (AVX512), 16 adjacent filters of 9 (the input gradient's transposed contiguous weight) are
+  // transposed 16 x 9, and other strides, contiguous filters too, are read by one vector gather
+  // per tap (whole blocks) or element by element (a last partial block). Element by element, the
   // AVX512 build's filter transforms took 5 % of the demo's training time (the 512 x 512 and
   // 256 x 256 convs of a 2-image batch, whose F(2x2) planes are transformed on every call).
+  // Gathers are slow on AMD Zen 4: there the 16 x 9 transpose took the input gradient of 2 x 512
+  // x 6 x 8 maps from 3.2-4.2 to 2.5-3.0 ms (AVX2's build 3.2-3.8); on the forward's filters,
+  // 4608 floats apart at 512 channels, it ran 6 % slower than the gathers and is not taken.
   const bool filters_contiguous = weight.stride(3) == 1 && weight.stride(2) == 3;
   const bool channels_adjacent = stride_out == 1;
   const bool gathers = (kV - 1) * stride_out <= std::numeric_limits<int32_t>::max();  // int32 lane offsets
@@ -411,6 +415,11 @@ void transform_filter(const at::Tensor& weight, bool flip, at::Tensor& packed) {
             for (int64_t l = 0; l < kV; ++l) {
               taps[8 * kV + l] = src[l * stride_out + 8];
             }
+            transposed = true;
+          }
+        } else if constexpr (kV == 16) {
+          if (filters_contiguous && stride_out == 9 && lanes == kV) {
+            at::vec::transpose_mxn<float, 16, 9>(src, stride_out, taps, kV);  // masked loads of 9
             transposed = true;
           }
         }

@@ -14,7 +14,7 @@ from msrcnn_fast.data import (
     collate_images,
 )
 from msrcnn_fast.engine.config import ConfigError, model_factory
-from msrcnn_fast.engine.lr_schedule import WarmupMultiStepLR
+from msrcnn_fast.engine.lr_schedule import WarmupDecayLR
 
 
 def resolve_device(cfg):
@@ -144,11 +144,13 @@ def build_optimizer(cfg, model):
     )
 
 
-def build_lr_schedule(cfg, optimizer, *, lr_steps):
-    return WarmupMultiStepLR(
+def build_lr_schedule(cfg, optimizer, *, max_iter, lr_steps):
+    return WarmupDecayLR(
         optimizer,
         warmup_iters=cfg.solver.warmup_iters,
         warmup_factor=cfg.solver.warmup_factor,
+        decay=cfg.solver.lr_decay,
         steps=lr_steps,
         gamma=cfg.solver.gamma,
+        max_iter=max_iter,
     )

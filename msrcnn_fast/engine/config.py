@@ -212,6 +212,9 @@ SCHEMA = {
         "lr_step_epochs": number([], above=0, form="list"),
         "max_iter": integer(None, low=1, optional=True),
         "lr_steps": integer([], low=1, form="list"),
+        # after the warm-up: "step" multiplies by gamma at each step; "linear" and "cosine" fall
+        # to 0 at the schedule's end (no steps)
+        "lr_decay": string("step", choices=("step", "linear", "cosine")),
         "gamma": number(0.1, above=0),
         "amp": boolean(True),  # mixed precision on CUDA (ignored on CPU)
         "grad_clip_norm": number(None, above=0, optional=True),  # null: no clipping
@@ -410,6 +413,11 @@ def validate(cfg, source, origins=None):
             raise ConfigError(
                 f"{where('solver.' + steps)}: solver.{steps} goes with solver.{schedule}, but the schedule is "
                 f"solver.{other}; got {steps}={solver[steps]}"
+            )
+        if solver[steps] and solver.lr_decay != "step":
+            raise ConfigError(
+                f"{where('solver.' + steps)}: solver.{steps} goes with solver.lr_decay: step, but lr_decay is "
+                f"{solver.lr_decay} (it decays to 0 at the schedule's end); got {steps}={solver[steps]}"
             )
         if any(b <= a for a, b in zip(solver[steps], solver[steps][1:])):
             raise ConfigError(

@@ -291,7 +291,7 @@ def build_trainer(cfg, *, info, device_type, resume=False, overwrite=False, prog
     model = build_model(cfg, num_classes=dataset.num_classes).to(device_type)
     seed_everything(cfg.solver.seed + info.rank)
     optimizer = build_optimizer(cfg, model)
-    lr_schedule = build_lr_schedule(cfg, optimizer, lr_steps=lr_steps)
+    lr_schedule = build_lr_schedule(cfg, optimizer, max_iter=max_iter, lr_steps=lr_steps)
     checkpoint = ckpt.find_last_checkpoint(cfg.output_dir) if resume else None
     loaded = ckpt.load_checkpoint(checkpoint) if checkpoint else None
     start_iter = loaded["iteration"] if loaded is not None else 0

@@ -1,4 +1,5 @@
 import argparse
+import math
 import os
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 from msrcnn_fast.engine import checkpoint as ckpt
 from msrcnn_fast.engine.build import build_optimizer
 from msrcnn_fast.engine.config import ConfigError, load_config
-from msrcnn_fast.engine.lr_schedule import WarmupMultiStepLR, warmup_multistep_factor
+from msrcnn_fast.engine.lr_schedule import WarmupDecayLR, warmup_decay_factor
 from msrcnn_fast.engine.rng import capture_rng_state, restore_rng_state
 from tests.engine.conftest import write_config
 
@@ -72,15 +73,47 @@ def test_the_optimizer_is_sgd_or_adamw(tmp_path):
 
 
 def test_warmup_is_linear_then_steps_multiply_by_gamma():
-    factor = lambda i: warmup_multistep_factor(i, warmup_iters=10, warmup_factor=0.1, steps=[20, 30], gamma=0.1)  # noqa: E731
+    factor = lambda i: warmup_decay_factor(i, warmup_iters=10, warmup_factor=0.1, steps=[20, 30], gamma=0.1)  # noqa: E731
     assert [factor(i) for i in (0, 5, 10, 19)] == pytest.approx([0.1, 0.55, 1.0, 1.0])
     assert [factor(i) for i in (20, 29, 30, 100)] == pytest.approx([0.1, 0.1, 0.01, 0.01])
 
 
-def test_the_schedule_state_restores_exactly():
+def test_linear_and_cosine_decay_fall_to_zero_at_max_iter_after_the_warmup():
+    def factor(i, decay):
+        return warmup_decay_factor(i, warmup_iters=10, warmup_factor=0.1, decay=decay, max_iter=100)
+
+    # in the warm-up the decay's factor is multiplied by the warm-up's (at 5: 0.55)
+    assert [factor(i, "linear") for i in (0, 5, 10, 50, 75, 100, 120)] == pytest.approx(
+        [0.1, 0.55 * 0.95, 0.9, 0.5, 0.25, 0.0, 0.0]
+    )
+    assert [factor(i, "cosine") for i in (0, 10, 50, 100, 120)] == pytest.approx(
+        [0.1, (1 + math.cos(math.pi * 0.1)) / 2, 0.5, 0.0, 0.0], abs=1e-12
+    )
+    assert factor(25, "cosine") == pytest.approx((1 + math.sqrt(0.5)) / 2)
+
+
+def test_lr_decay_is_checked_against_the_steps(tmp_path):
+    config = write_config(tmp_path, MINIMAL)
+    assert load_config(config).solver.lr_decay == "step"
+    assert load_config(config, ["solver.lr_decay=cosine", "solver.lr_steps=[]"]).solver.lr_decay == "cosine"
+    with pytest.raises(ConfigError, match=r"solver.lr_steps.*lr_decay: step.*linear"):
+        load_config(config, ["solver.lr_decay=linear", "solver.lr_steps=[5]"])
+    with pytest.raises(ConfigError, match=r"solver.lr_decay.*'exp'"):
+        load_config(config, ["solver.lr_decay=exp"])
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.02)
+    with pytest.raises(ValueError, match="max_iter"):
+        WarmupDecayLR(optimizer, warmup_iters=0, warmup_factor=1.0, decay="linear")
+
+
+@pytest.mark.parametrize("decay", ["step", "cosine"])
+def test_the_schedule_state_restores_exactly(decay):
     def make():
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.02)
-        return optimizer, WarmupMultiStepLR(optimizer, warmup_iters=5, warmup_factor=0.001, steps=[7], gamma=0.1)
+        steps = [7] if decay == "step" else []
+        schedule = WarmupDecayLR(
+            optimizer, warmup_iters=5, warmup_factor=0.001, decay=decay, steps=steps, gamma=0.1, max_iter=12
+        )
+        return optimizer, schedule
 
     optimizer, schedule = make()
     for _ in range(6):
@@ -94,7 +127,8 @@ def test_the_schedule_state_restores_exactly():
         schedule.step()
         restored.step()
         assert restored.get_last_lr() == schedule.get_last_lr()
-    assert schedule.get_last_lr()[0] == pytest.approx(0.002)
+    expected = 0.002 if decay == "step" else 0.02 * (1 + math.cos(math.pi * 9 / 12)) / 2
+    assert schedule.get_last_lr()[0] == pytest.approx(expected)
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):

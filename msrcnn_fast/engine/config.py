@@ -164,6 +164,9 @@ def string(default, *, optional=False, choices=()):
     return Value(default, str, optional=optional, choices=tuple(choices))
 
 
+# solver.lr_decay: the learning rate after the warm-up (engine/lr_schedule.py)
+LR_DECAYS = ("step", "linear", "cosine")
+
 SCHEMA = {
     # `name`: a factory of msrcnn_fast.model; every other key is one of its keyword arguments
     # (checked against its signature by check_model_section)
@@ -214,7 +217,7 @@ SCHEMA = {
         "lr_steps": integer([], low=1, form="list"),
         # after the warm-up: "step" multiplies by gamma at each step; "linear" and "cosine" fall
         # to 0 at the schedule's end (no steps)
-        "lr_decay": string("step", choices=("step", "linear", "cosine")),
+        "lr_decay": string("step", choices=LR_DECAYS),
         "gamma": number(0.1, above=0),
         "amp": boolean(True),  # mixed precision on CUDA (ignored on CPU)
         "grad_clip_norm": number(None, above=0, optional=True),  # null: no clipping

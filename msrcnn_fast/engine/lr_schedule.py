@@ -6,7 +6,7 @@ import math
 
 from torch.optim.lr_scheduler import LRScheduler
 
-DECAYS = ("step", "linear", "cosine")
+from msrcnn_fast.engine.config import LR_DECAYS
 
 
 def warmup_decay_factor(iteration, *, warmup_iters, warmup_factor, decay="step", steps=(), gamma=0.1, max_iter=None):
@@ -29,8 +29,8 @@ class WarmupDecayLR(LRScheduler):
     def __init__(
         self, optimizer, *, warmup_iters, warmup_factor, decay="step", steps=(), gamma=0.1, max_iter=None, last_epoch=-1
     ):
-        if decay not in DECAYS:
-            raise ValueError(f"WarmupDecayLR: decay must be one of {DECAYS}, got {decay!r}")
+        if decay not in LR_DECAYS:
+            raise ValueError(f"WarmupDecayLR: decay must be one of {LR_DECAYS}, got {decay!r}")
         if decay == "step" and list(steps) != sorted(steps):
             raise ValueError(f"WarmupDecayLR: steps must be increasing, got {steps}")
         if decay != "step" and (max_iter is None or max_iter < 1):

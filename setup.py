@@ -48,11 +48,16 @@ GCC_CAPABILITY_FLAGS = {"AVX512": ["-Wno-maybe-uninitialized"]}
 # slower (their dispatch is MSRCNN_CPU_DISPATCH_UP_TO_AVX2, so an AVX-512 CPU runs their AVX2
 # build). Measured on an AVX-512 Intel Xeon (a lent GPU machine's host, 2 cores, 2026-11-26),
 # AVX512 build against AVX2 build in one run, torchvision's times unchanged between the two:
-# hard NMS 2.1-2.4x slower (1000 and 5000 boxes), Soft-NMS 1.15-1.3x slower (the IoU's divide
-# costs more per lane in 512-bit registers); mask_pool_concat's backward over 81 classes 4x
-# slower (GCC turns its window-max scatter into 16-lane gathers and scatters).
+# mask_pool_concat's backward over 81 classes 4x slower (GCC turns its window-max scatter into
+# 16-lane gathers and scatters; on a 2-core AMD Zen 4, 2026-11-28, in one process alternating:
+# forward + backward 1.08-1.39x slower, forward 1.12-1.19x).
+# NMS and Soft-NMS (one file) are built for AVX512 and dispatched per kernel: hard NMS 2.1-2.4x
+# slower in its AVX512 build on the Xeon and 2.1x on the Zen 4 (80 x 1000 boxes; 5000 boxes:
+# equal), so it runs its AVX2 build on both; Soft-NMS 1.15-1.3x slower on the Xeon (the IoU's
+# divide costs more per lane in 512-bit registers there) but 0.77-0.81x on the Zen 4 (1000 and
+# 5000 boxes, 80 x 1000), so it runs its AVX512 build on AMD CPUs only
+# (csrc/common/cpu_capability.h, amd_avx512_in_use).
 WIDEST_CAPABILITY = {
-    os.path.join("csrc", "ops", "nms", "cpu", "nms_cpu_kernel.cpp"): "AVX2",
     os.path.join("csrc", "ops", "mask_pool_concat", "cpu", "mask_pool_concat_cpu_kernel.cpp"): "AVX2",
 }
 

@@ -53,6 +53,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "The best CPU capability this CPU supports.");
   m.def("bf16_dot_in_use", &msrcnn::bf16_dot_in_use,
         "Whether bfloat16 matrix products are taken for float32 ones (AMD with AVX-512 BF16, capability avx512).");
+  m.def("amd_avx512_in_use", &msrcnn::amd_avx512_in_use,
+        "Whether kernels whose AVX512 build pays on AMD only (Soft-NMS) take it: an AMD CPU, capability avx512.");
   m.def("_set_winograd_tile", &msrcnn::conv3x3::set_winograd_tile, py::arg("tile"),
         "Forces the CPU conv3x3 kernels' Winograd tile: 2 (F(2x2, 3x3)), 4 (F(4x4, 3x3)), 7 (F(7x7, 3x3)) or 0 (by map size).");
   m.def("_winograd_tile", &msrcnn::conv3x3::forced_winograd_tile, "The forced Winograd tile (0: by map size).");

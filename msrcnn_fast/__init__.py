@@ -29,13 +29,16 @@ def build_info() -> dict:
     (the CPU kernel builds: ``["default", "avx2", "avx512"]``), ``cpu_capability`` (the one in
     use), ``max_cpu_capability`` (the best this CPU can run), ``bf16_dot`` (whether the
     heads' FCs multiply in bfloat16 at inference, see ``mask_scoring_rcnn``'s ``bf16_inference``:
-    an AMD CPU with AVX-512 BF16, Zen 4 on, and capability avx512) and
-    ``torch_version``.
+    an AMD CPU with AVX-512 BF16, Zen 4 on, and capability avx512), ``amd_avx512`` (whether
+    Soft-NMS runs its AVX512 build, which pays on AMD's Zen 4 only: an AMD CPU and capability
+    avx512; elsewhere it runs its AVX2 build, as hard NMS and mask_pool_concat do on every
+    AVX-512 CPU) and ``torch_version``.
     """
     info = dict(_C.build_info())
     info["cpu_capability"] = _C.cpu_capability()
     info["max_cpu_capability"] = _C.max_cpu_capability()
     info["bf16_dot"] = _C.bf16_dot_in_use()
+    info["amd_avx512"] = _C.amd_avx512_in_use()
     return info
 
 

@@ -78,16 +78,36 @@ void set_cpu_capability(const std::string& name) {
   current().store(static_cast<int>(wanted), std::memory_order_relaxed);
 }
 
-bool bf16_dot_in_use() {
+namespace {
+
+bool is_amd() {
 #if defined(__x86_64__) || defined(__i386__)
-  static const bool amd_with_bf16 = [] {
+  static const bool amd = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_is("amd") && __builtin_cpu_supports("avx512bf16");
+    return __builtin_cpu_is("amd") != 0;
   }();
-  return amd_with_bf16 && cpu_capability() == CpuCapability::AVX512;
+  return amd;
 #else
   return false;
 #endif
+}
+
+}  // namespace
+
+bool bf16_dot_in_use() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool bf16 = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") != 0;
+  }();
+  return bf16 && amd_avx512_in_use();
+#else
+  return false;
+#endif
+}
+
+bool amd_avx512_in_use() {
+  return is_amd() && cpu_capability() == CpuCapability::AVX512;
 }
 
 const char* cpu_capability_name(CpuCapability capability) {

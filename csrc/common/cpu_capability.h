@@ -30,6 +30,12 @@ const char* cpu_capability_name(CpuCapability capability);
 // and no AMX (README, "AVX-512 against AVX2"); AMX machines are not measured.
 bool bf16_dot_in_use();
 
+// Whether an AMD CPU runs the AVX512 builds now (the capability in use AVX512): kernel files whose
+// AVX512 build pays on AMD's Zen 4 and costs on Intel's AVX-512 cores take it here only
+// (MSRCNN_CPU_DISPATCH_AVX512_ON_AMD). Soft-NMS, measured: 0.77-0.81x its AVX2 build's time on a
+// 2-core Zen 4 (2026-11-28), 1.15-1.3x on a 2-core AVX-512 Xeon (2026-11-26).
+bool amd_avx512_in_use();
+
 }  // namespace msrcnn
 
 // Calls NAMESPACE::AVX512::FN(...), NAMESPACE::AVX2::FN(...) or NAMESPACE::DEFAULT::FN(...) by
@@ -41,8 +47,13 @@ bool bf16_dot_in_use();
              ? NAMESPACE::AVX2::FN(__VA_ARGS__)                                  \
              : NAMESPACE::DEFAULT::FN(__VA_ARGS__))
 
-// As MSRCNN_CPU_DISPATCH, for kernel files built up to AVX2 only (setup.py's WIDEST_CAPABILITY:
-// their AVX512 build measured slower): an AVX-512 CPU runs their AVX2 build.
+// As MSRCNN_CPU_DISPATCH_UP_TO_AVX2, but NAMESPACE::AVX512::FN(...) where amd_avx512_in_use().
+#define MSRCNN_CPU_DISPATCH_AVX512_ON_AMD(NAMESPACE, FN, ...) \
+  (::msrcnn::amd_avx512_in_use() ? NAMESPACE::AVX512::FN(__VA_ARGS__)  \
+                                 : MSRCNN_CPU_DISPATCH_UP_TO_AVX2(NAMESPACE, FN, __VA_ARGS__))
+
+// As MSRCNN_CPU_DISPATCH, for kernels whose AVX512 build measured slower (files built up to AVX2
+// only, setup.py's WIDEST_CAPABILITY, and hard NMS): an AVX-512 CPU runs their AVX2 build.
 #define MSRCNN_CPU_DISPATCH_UP_TO_AVX2(NAMESPACE, FN, ...)                     \
   ((::msrcnn::cpu_capability() != ::msrcnn::CpuCapability::DEFAULT)            \
        ? NAMESPACE::AVX2::FN(__VA_ARGS__)                                      \

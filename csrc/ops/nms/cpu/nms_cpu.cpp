@@ -175,7 +175,7 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cpu(
   const Prepared p = prepare(boxes, scores, idxs);
   std::vector<Kept> kept;
   if constexpr (engine == Engine::Vectorised) {
-    kept = MSRCNN_CPU_DISPATCH_UP_TO_AVX2(::msrcnn::nms, soft_nms_kernel, p.boxes, p.scores, p.groups, params);
+    kept = MSRCNN_CPU_DISPATCH_AVX512_ON_AMD(::msrcnn::nms, soft_nms_kernel, p.boxes, p.scores, p.groups, params);
   } else {
     AT_DISPATCH_FLOATING_TYPES(p.boxes.scalar_type(), "soft_nms_by_element", [&] {
       for (int64_t g = 0; g < p.groups.count(); ++g) {

@@ -1,5 +1,6 @@
-// NMS and Soft-NMS CPU kernels. Compiled once per CPU capability up to AVX2 (CPU_CAPABILITY is
-// DEFAULT or AVX2, see setup.py); at::vec::Vectorized follows it.
+// NMS and Soft-NMS CPU kernels. Compiled once per CPU capability (CPU_CAPABILITY is DEFAULT,
+// AVX2 or AVX512; nms_cpu_kernel.h says which build each runs where); at::vec::Vectorized
+// follows it.
 //
 // Each category's boxes are held as a structure of arrays. Soft-NMS: one vectorised pass per
 // selected box decays every remaining score, drops the boxes that fall below the threshold

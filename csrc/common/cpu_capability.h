@@ -48,9 +48,10 @@ bool amd_avx512_in_use();
              : NAMESPACE::DEFAULT::FN(__VA_ARGS__))
 
 // As MSRCNN_CPU_DISPATCH_UP_TO_AVX2, but NAMESPACE::AVX512::FN(...) where amd_avx512_in_use().
-#define MSRCNN_CPU_DISPATCH_AVX512_ON_AMD(NAMESPACE, FN, ...) \
-  (::msrcnn::amd_avx512_in_use() ? NAMESPACE::AVX512::FN(__VA_ARGS__)  \
-                                 : MSRCNN_CPU_DISPATCH_UP_TO_AVX2(NAMESPACE, FN, __VA_ARGS__))
+#define MSRCNN_CPU_DISPATCH_AVX512_ON_AMD(NAMESPACE, FN, ...)                  \
+  (::msrcnn::amd_avx512_in_use()                                               \
+       ? NAMESPACE::AVX512::FN(__VA_ARGS__)                                    \
+       : MSRCNN_CPU_DISPATCH_UP_TO_AVX2(NAMESPACE, FN, __VA_ARGS__))
 
 // As MSRCNN_CPU_DISPATCH, for kernels whose AVX512 build measured slower (files built up to AVX2
 // only, setup.py's WIDEST_CAPABILITY, and hard NMS): an AVX-512 CPU runs their AVX2 build.

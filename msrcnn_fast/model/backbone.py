@@ -106,6 +106,7 @@ def resnet_fpn_backbone(
     deformable_stages: Sequence[int] = (),
     out_channels: int = 256,
     weights_path: str | None = None,
+    zero_init_residual: bool = False,
 ) -> BackboneWithFPN:
     """ResNet-`depth` with an FPN on the stages `returned_stages` (2 = C2 ... 5 = C5).
 
@@ -121,6 +122,9 @@ def resnet_fpn_backbone(
         deformable_stages: stages whose 3x3 convolutions are deformable (the paper's DCN: 3-5).
         weights_path: a local ResNet state_dict (ImageNet weights) to start from; nothing is
             downloaded.
+        zero_init_residual: start each residual block's last normalisation at scale 0, so that
+            every block starts as the identity (Goyal et al. 2017; torchvision's option of the
+            same name), for training from scratch.
     """
     if depth not in RESNETS:
         raise ValueError(f"depth: expected one of {sorted(RESNETS)}, got {depth}")
@@ -130,7 +134,7 @@ def resnet_fpn_backbone(
         raise ValueError(f"returned_stages: expected stages among 2-5, got {tuple(returned_stages)}")
     if any(s not in (3, 4, 5) for s in deformable_stages):
         raise ValueError(f"deformable_stages: expected stages among 3-5, got {tuple(deformable_stages)}")
-    body = RESNETS[depth](weights=None, norm_layer=norm_layer_of(norm))
+    body = RESNETS[depth](weights=None, norm_layer=norm_layer_of(norm), zero_init_residual=zero_init_residual)
     if weights_path is not None:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
         # The classifier (fc) is not part of the detector: with or without it is fine.

@@ -213,6 +213,7 @@ def msrcnn_resnet_fpn(
     trainable_backbone_layers: int = 3,
     fpn_channels: int = 256,
     backbone_weights: str | None = None,
+    zero_init_residual: bool = False,
     anchor_sizes: tuple[tuple[int, ...], ...] | None = None,
     **options,
 ) -> MaskScoringRCNN:
@@ -234,6 +235,7 @@ def msrcnn_resnet_fpn(
         deformable_stages=deformable_stages,
         out_channels=fpn_channels,
         weights_path=backbone_weights,
+        zero_init_residual=zero_init_residual,
     )
     if anchor_sizes is None:
         anchor_sizes = default_anchor_sizes(tuple(returned_stages))

@@ -101,3 +101,30 @@ def test_the_papers_plain_fpn(norm, fpn_norm):
 def test_fpn_norm_choices():
     with pytest.raises(ValueError, match="fpn_norm: expected one of"):
         resnet_fpn_backbone(depth=18, fpn_norm="layer")
+
+
+@pytest.mark.parametrize(("depth", "last_norm"), [(18, "bn2"), (50, "bn3")])
+def test_zero_init_residual_starts_every_block_as_the_identity(depth, last_norm):
+    # Each residual block's last normalisation starts at scale 0, so at initialisation every block
+    # passes its input through (plus the shortcut's projection where it has one); the default keeps
+    # torchvision's scale 1.
+    torch.manual_seed(0)
+    zero = resnet_fpn_backbone(depth=depth, norm="gn", trainable_layers=5, zero_init_residual=True)
+    plain = resnet_fpn_backbone(depth=depth, norm="gn", trainable_layers=5)
+    blocks = [m for m in zero.body.modules() if hasattr(m, last_norm)]
+    assert len(blocks) == (8 if depth == 18 else 16)
+    assert all(getattr(b, last_norm).weight.abs().sum() == 0 for b in blocks)
+    assert all(b.bn1.weight.min() == 1 for b in blocks)
+    assert all(getattr(b, last_norm).weight.min() == 1 for b in plain.body.modules() if hasattr(b, last_norm))
+    block = zero.body.layer1[1]  # no projection: the block is ReLU(x), the identity on x >= 0
+    x = torch.rand(1, block.conv1.in_channels, 16, 16)
+    torch.testing.assert_close(block(x), x)
+
+
+def test_zero_init_residual_is_a_model_option():
+    from msrcnn_fast.model import factories
+
+    model = factories.msrcnn_resnet18_fpn(
+        num_classes=3, norm="gn", trainable_backbone_layers=5, zero_init_residual=True
+    )
+    assert model.backbone.body.layer4[1].bn2.weight.abs().sum() == 0

@@ -223,6 +223,7 @@ def msrcnn_resnet_fpn(
     backbone trains; ``fpn_norm`` ("auto", "none", "bn", "gn") normalises the FPN's
     convolutions ("auto": GroupNorm with norm "gn", the from-scratch setting in which an
     unnormalised FPN's scale runs away; none otherwise, as the paper's and torchvision's FPN).
+    ``zero_init_residual``: each residual block starts as the identity (resnet_fpn_backbone).
     ``anchor_sizes`` default: 2^(s + 3) pixels at P_s (default_anchor_sizes). ``options``: the
     keyword arguments of mask_scoring_rcnn.
     """
